@@ -1,0 +1,357 @@
+//! Delta tables under the lake root: create-on-first-write, idempotent micro-batch appends and
+//! read handles. A table lives at `<root>/<name>`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use deltalake::DeltaTable;
+use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::kernel::Transaction;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::parquet::basic::{Compression, ZstdLevel};
+use deltalake::parquet::file::properties::WriterProperties;
+use url::Url;
+
+use crate::error::{LakeError, Result};
+
+/// The lake: a root directory holding one Delta table per weir table.
+#[derive(Debug, Clone)]
+pub struct Lake {
+    root: PathBuf,
+}
+
+/// What the lake knows of a table without reading its data.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TableInfo {
+    pub name: String,
+    pub version: i64,
+    pub files: usize,
+}
+
+impl Lake {
+    /// A lake rooted at `root` (created when missing).
+    pub fn try_new(root: impl Into<PathBuf>) -> Result<Self> {
+        let root = root.into();
+        std::fs::create_dir_all(&root).map_err(|source| LakeError::Io {
+            path: root.display().to_string(),
+            source,
+        })?;
+        let root = root.canonicalize().map_err(|source| LakeError::Io {
+            path: root.display().to_string(),
+            source,
+        })?;
+        Ok(Self { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The URL delta-rs uses for table `name`.
+    pub fn table_url(&self, name: &str) -> Result<Url> {
+        let dir = self.root.join(name);
+        Url::from_directory_path(&dir).map_err(|()| LakeError::BadLocation {
+            path: dir.display().to_string(),
+            reason: "not an absolute path".into(),
+        })
+    }
+
+    /// Whether a Delta table named `name` has at least one commit.
+    pub fn exists(&self, name: &str) -> bool {
+        self.root.join(name).join("_delta_log").is_dir()
+    }
+
+    /// Names of the Delta tables present, sorted.
+    pub fn table_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&self.root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().join("_delta_log").is_dir())
+            .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Opens table `name` for writing, creating nothing yet: the first append creates it with
+    /// the batch's schema and `partition_by` columns.
+    pub async fn writer(&self, name: &str, partition_by: Vec<String>) -> Result<LakeTable> {
+        let dir = self.root.join(name);
+        std::fs::create_dir_all(&dir).map_err(|source| LakeError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let url = self.table_url(name)?;
+        let open_err = |source| LakeError::Delta {
+            table: name.to_owned(),
+            op: "open",
+            source: Box::new(source),
+        };
+        let table = if self.exists(name) {
+            deltalake::open_table(url).await.map_err(open_err)?
+        } else {
+            // A table with no commit yet: the first append creates it.
+            deltalake::DeltaTableBuilder::from_url(url)
+                .map_err(open_err)?
+                .build()
+                .map_err(open_err)?
+        };
+        Ok(LakeTable {
+            name: name.to_owned(),
+            partition_by,
+            table: Some(table),
+            app_versions: HashMap::new(),
+        })
+    }
+
+    /// Opens table `name` for reading at its latest version, or at `version`.
+    pub async fn open(&self, name: &str, version: Option<i64>) -> Result<DeltaTable> {
+        if !self.exists(name) {
+            return Err(LakeError::NoSuchTable {
+                table: name.to_owned(),
+                root: self.root.display().to_string(),
+            });
+        }
+        let url = self.table_url(name)?;
+        let mut table = deltalake::open_table(url)
+            .await
+            .map_err(|source| LakeError::Delta {
+                table: name.to_owned(),
+                op: "open",
+                source: Box::new(source),
+            })?;
+        if let Some(v) = version {
+            let latest = version_of(&table);
+            if v < 0 || v > latest {
+                return Err(LakeError::NoSuchVersion {
+                    table: name.to_owned(),
+                    version: v,
+                    latest,
+                });
+            }
+            table
+                .load_version(v.unsigned_abs())
+                .await
+                .map_err(|source| LakeError::Delta {
+                    table: name.to_owned(),
+                    op: "load version",
+                    source: Box::new(source),
+                })?;
+        }
+        Ok(table)
+    }
+
+    /// Version and file count of table `name`.
+    pub async fn info(&self, name: &str) -> Result<TableInfo> {
+        let table = self.open(name, None).await?;
+        let files = table.get_file_uris().map(|f| f.count()).unwrap_or(0);
+        Ok(TableInfo {
+            name: name.to_owned(),
+            version: version_of(&table),
+            files,
+        })
+    }
+}
+
+/// A table being written by one writer (weir's pipeline). Appends are idempotent per
+/// application id and batch id.
+pub struct LakeTable {
+    name: String,
+    partition_by: Vec<String>,
+    /// `None` only while a write is in flight (delta-rs operations consume the handle).
+    table: Option<DeltaTable>,
+    app_versions: HashMap<String, Option<i64>>,
+}
+
+impl LakeTable {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The latest Delta version written, or -1 when the table has no commit yet.
+    pub fn version(&self) -> i64 {
+        self.table.as_ref().map_or(-1, version_of)
+    }
+
+    /// Creates the Delta table with `schema` (and the writer's partition columns) if it has no
+    /// commit yet, so that a declared table exists, empty, before its first row.
+    pub async fn ensure_created(
+        &mut self,
+        schema: &deltalake::arrow::datatypes::SchemaRef,
+    ) -> Result<()> {
+        use deltalake::kernel::StructType;
+        use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
+        if self.version() >= 0 {
+            return Ok(());
+        }
+        let err = |source| LakeError::Delta {
+            table: self.name.clone(),
+            op: "create",
+            source: Box::new(source),
+        };
+        let empty = to_delta_types(&RecordBatch::new_empty(schema.clone())).map_err(err)?;
+        let kernel: StructType = empty
+            .schema()
+            .as_ref()
+            .try_into_kernel()
+            .map_err(|e| err(deltalake::DeltaTableError::from(e)))?;
+        let table = self.table.take().ok_or_else(|| self.in_flight())?;
+        let reopen_url = table.table_url().clone();
+        let mut create = table
+            .create()
+            .with_columns(kernel.fields().cloned())
+            .with_table_name(self.name.clone())
+            .with_save_mode(deltalake::protocol::SaveMode::Ignore);
+        if !self.partition_by.is_empty() {
+            create = create.with_partition_columns(self.partition_by.clone());
+        }
+        match create.await {
+            Ok(t) => {
+                self.table = Some(t);
+                Ok(())
+            }
+            Err(source) => {
+                self.table = DeltaTable::try_from_url(reopen_url).await.ok();
+                Err(err(source))
+            }
+        }
+    }
+
+    /// The last batch id committed by application `app_id`, read from the Delta log's `txn`
+    /// actions (cached after the first read; this writer is the only one advancing it).
+    pub async fn committed_batch(&mut self, app_id: &str) -> Result<Option<i64>> {
+        if let Some(v) = self.app_versions.get(app_id) {
+            return Ok(*v);
+        }
+        let table = self.handle()?;
+        let v = match table.snapshot() {
+            Ok(state) => state
+                .transaction_version(table.log_store().as_ref(), app_id)
+                .await
+                .map_err(|source| LakeError::Delta {
+                    table: self.name.clone(),
+                    op: "read txn",
+                    source: Box::new(source),
+                })?,
+            // No commit yet: nothing was ever written by anyone.
+            Err(_) => None,
+        };
+        self.app_versions.insert(app_id.to_owned(), v);
+        Ok(v)
+    }
+
+    /// Appends `batches` as one Delta commit tagged `txn(app_id, batch_id)`, unless that
+    /// application already committed `batch_id` or a later one (a replay), in which case
+    /// nothing is written. Returns the new table version when a commit happened.
+    pub async fn append_once(
+        &mut self,
+        batches: Vec<RecordBatch>,
+        app_id: &str,
+        batch_id: i64,
+    ) -> Result<Option<i64>> {
+        if let Some(done) = self.committed_batch(app_id).await?
+            && done >= batch_id
+        {
+            return Ok(None);
+        }
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        if rows == 0 {
+            return Ok(None);
+        }
+        let batches = batches
+            .iter()
+            .map(to_delta_types)
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|source| LakeError::Delta {
+                table: self.name.clone(),
+                op: "cast",
+                source: Box::new(source),
+            })?;
+        let table = self.table.take().ok_or_else(|| self.in_flight())?;
+        let reopen_url = table.table_url().clone();
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
+            .build();
+        let commit = CommitProperties::default()
+            .with_application_transaction(Transaction::new(app_id, batch_id));
+        let mut write = table
+            .write(batches)
+            .with_writer_properties(props)
+            .with_commit_properties(commit);
+        if !self.partition_by.is_empty() {
+            write = write.with_partition_columns(self.partition_by.clone());
+        }
+        match write.await {
+            Ok(table) => {
+                let v = Some(version_of(&table));
+                self.table = Some(table);
+                self.app_versions.insert(app_id.to_owned(), Some(batch_id));
+                Ok(v)
+            }
+            Err(source) => {
+                // Keep the writer usable: reload the handle so the next attempt sees the log.
+                self.table = DeltaTable::try_from_url(reopen_url).await.ok();
+                self.app_versions.remove(app_id);
+                Err(LakeError::Delta {
+                    table: self.name.clone(),
+                    op: "append",
+                    source: Box::new(source),
+                })
+            }
+        }
+    }
+
+    fn handle(&self) -> Result<&DeltaTable> {
+        self.table.as_ref().ok_or_else(|| self.in_flight())
+    }
+
+    fn in_flight(&self) -> LakeError {
+        LakeError::BadLocation {
+            path: self.name.clone(),
+            reason: "the table handle was lost after a failed write; restart the pipeline".into(),
+        }
+    }
+}
+
+/// Delta stores timestamps in microseconds: casts any other timestamp unit (DataFusion's
+/// `date_bin` yields nanoseconds) to microseconds, keeping the time zone.
+fn to_delta_types(
+    batch: &RecordBatch,
+) -> std::result::Result<RecordBatch, deltalake::DeltaTableError> {
+    use deltalake::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    let schema = batch.schema();
+    if !schema
+        .fields()
+        .iter()
+        .any(|f| matches!(f.data_type(), DataType::Timestamp(u, _) if *u != TimeUnit::Microsecond))
+    {
+        return Ok(batch.clone());
+    }
+    let mut fields = Vec::with_capacity(schema.fields().len());
+    let mut cols = Vec::with_capacity(schema.fields().len());
+    for (f, c) in schema.fields().iter().zip(batch.columns()) {
+        match f.data_type() {
+            DataType::Timestamp(u, tz) if *u != TimeUnit::Microsecond => {
+                let t = DataType::Timestamp(TimeUnit::Microsecond, tz.clone());
+                cols.push(deltalake::arrow::compute::cast(c, &t)?);
+                fields.push(Field::new(f.name(), t, f.is_nullable()));
+            }
+            _ => {
+                cols.push(c.clone());
+                fields.push(f.as_ref().clone());
+            }
+        }
+    }
+    Ok(RecordBatch::try_new(
+        std::sync::Arc::new(Schema::new(fields)),
+        cols,
+    )?)
+}
+
+/// A table's latest version as a signed number, -1 when it has no commit.
+fn version_of(table: &DeltaTable) -> i64 {
+    table
+        .version()
+        .map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX))
+}

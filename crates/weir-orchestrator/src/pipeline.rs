@@ -1,0 +1,631 @@
+//! The micro-batch loop: log → streaming tables → Delta, exactly once.
+//!
+//! Batch N reads fixed offset ranges of every source topic, runs each chunk (one partition's
+//! records) through the tables in dependency order, and then, in this order:
+//! 1. writes the operator state files and checkpoint N (ranges + state), durably;
+//! 2. appends each output to its Delta table in a commit tagged `txn("weir", N)`;
+//! 3. moves the log cursors.
+//!
+//! After a crash, the last checkpoint L is replayed from the state of checkpoint L−1: the
+//! replay produces the same rows, and only the tables whose `txn` is still below L get them.
+//! So every input record reaches every table exactly once, whenever the process dies.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use arrow::array::{ArrayRef, Int32Array, Int64Array, StringArray, TimestampMicrosecondArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use weir_lake::{Lake, LakeTable};
+use weir_log::{Log, StoredRecord};
+use weir_sql::decode::utc_micros;
+use weir_sql::spec::{DedupSpec, ExpectationSpec, InputSpec, TableSpec, WindowSpec};
+use weir_sql::stream::{Input, Output, StreamingTable, TableMetrics};
+
+use crate::checkpoint::{Checkpoint, CheckpointStore, Ranges};
+use crate::config::{Project, parse_schema};
+use crate::error::{OrchestratorError, Result};
+use crate::status::{LatencyHistogram, PipelineStatus, TableStatus};
+
+/// Application id carried by every Delta commit of the pipeline.
+pub const APP_ID: &str = "weir-pipeline";
+/// Log consumer group of the pipeline.
+pub const GROUP: &str = "pipeline";
+/// Records read from the log per chunk.
+const CHUNK_RECORDS: usize = 65_536;
+
+/// The running pipeline of one project.
+pub struct Pipeline {
+    log: Arc<Log>,
+    store: CheckpointStore,
+    topics: Vec<String>,
+    tables: Vec<StreamingTable>,
+    writers: BTreeMap<String, LakeTable>,
+    partition_by: BTreeMap<String, Vec<String>>,
+    max_batch: usize,
+    last: Option<Checkpoint>,
+    status: Arc<Mutex<PipelineStatus>>,
+}
+
+/// Everything one batch produced, per Delta table.
+#[derive(Default)]
+struct BatchOutput {
+    tables: BTreeMap<String, Vec<RecordBatch>>,
+    /// Ingest timestamps (ms) of the records read, for latency.
+    ingest_ms: Vec<i64>,
+    records: u64,
+}
+
+impl BatchOutput {
+    fn add(&mut self, table: String, batches: Vec<RecordBatch>) {
+        if !batches.is_empty() {
+            self.tables.entry(table).or_default().extend(batches);
+        }
+    }
+}
+
+/// Builds the SQL layer's table specs from the project.
+pub fn table_specs(project: &Project) -> Result<Vec<TableSpec>> {
+    let c = &project.config;
+    let mut specs = Vec::new();
+    for name in project.stream_order()? {
+        let t = &c.tables[&name];
+        let input = match &t.schema {
+            Some(s) if c.sources.contains_key(&t.from) => InputSpec::Raw {
+                // validate() already parsed it.
+                fields: parse_schema(s).map_err(|m| OrchestratorError::Config {
+                    file: project.path.display().to_string(),
+                    key: format!("tables.{name}.schema"),
+                    message: m,
+                })?,
+            },
+            _ => InputSpec::Table,
+        };
+        specs.push(TableSpec {
+            name: name.clone(),
+            from: t.from.clone(),
+            input,
+            sql: project.sql[&name].clone(),
+            expectations: t
+                .expectations
+                .iter()
+                .map(|e| ExpectationSpec {
+                    name: e.name.clone(),
+                    check: e.check.clone(),
+                    action: e.action,
+                })
+                .collect(),
+            dedup: t.dedup.as_ref().map(|d| DedupSpec {
+                key: d.key.clone(),
+                within_ms: d.within.as_millis_i64(),
+            }),
+            event_time: t.event_time.clone(),
+            window: t.window.as_ref().map(|w| WindowSpec {
+                column: w.column.clone(),
+                size_ms: w.size.as_millis_i64(),
+                lateness_ms: w.lateness.map_or(0, |l| l.as_millis_i64()),
+            }),
+        });
+    }
+    Ok(specs)
+}
+
+/// Plans every streaming table against its input schema; returns the tables, ready to run.
+pub async fn plan_tables(project: &Project) -> Result<Vec<StreamingTable>> {
+    Ok(plan_tables_with_schemas(project).await?.0)
+}
+
+/// Like [`plan_tables`], also returning each table's output schema.
+pub async fn plan_tables_with_schemas(
+    project: &Project,
+) -> Result<(Vec<StreamingTable>, BTreeMap<String, SchemaRef>)> {
+    let mut out_schemas: BTreeMap<String, SchemaRef> = BTreeMap::new();
+    let mut tables = Vec::new();
+    for spec in table_specs(project)? {
+        let name = spec.name.clone();
+        let from = spec.from.clone();
+        let mut t = StreamingTable::try_new(spec)?;
+        let input =
+            match t.input_schema() {
+                Some(s) => s,
+                None => {
+                    let s = out_schemas.get(&from).cloned().ok_or_else(|| {
+                        OrchestratorError::Config {
+                            file: project.path.display().to_string(),
+                            key: format!("tables.{name}.from"),
+                            message: format!("`{from}` is not a streaming table"),
+                        }
+                    })?;
+                    t.set_input_schema(s.clone())?;
+                    s
+                }
+            };
+        let out = t.check_plan(input).await?;
+        for col in &project.config.tables[&name].partition_by {
+            if out.index_of(col).is_err() {
+                return Err(OrchestratorError::Config {
+                    file: project.path.display().to_string(),
+                    key: format!("tables.{name}.partition_by"),
+                    message: format!(
+                        "`{col}` is not a column of the table's SQL output ({})",
+                        cols(&out)
+                    ),
+                });
+            }
+        }
+        out_schemas.insert(name, out);
+        tables.push(t);
+    }
+    Ok((tables, out_schemas))
+}
+
+fn cols(s: &SchemaRef) -> String {
+    s.fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Schema of `bronze_<source>`.
+pub fn bronze_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("topic", DataType::Utf8, false),
+        Field::new("partition", DataType::Int32, false),
+        Field::new("offset", DataType::Int64, false),
+        Field::new("key", DataType::Utf8, true),
+        Field::new("value", DataType::Utf8, false),
+        Field::new("ingest_time", utc_micros(), false),
+    ]))
+}
+
+fn bronze_batch(topic: &str, partition: u32, recs: &[StoredRecord]) -> Result<RecordBatch> {
+    let n = recs.len();
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(std::iter::repeat_n(topic, n))),
+        Arc::new(Int32Array::from(vec![
+            i32::try_from(partition)
+                .unwrap_or(i32::MAX);
+            n
+        ])),
+        Arc::new(Int64Array::from_iter_values(
+            recs.iter()
+                .map(|r| i64::try_from(r.offset).unwrap_or(i64::MAX)),
+        )),
+        Arc::new(StringArray::from_iter(
+            recs.iter()
+                .map(|r| r.key.as_deref().map(String::from_utf8_lossy)),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            recs.iter().map(|r| String::from_utf8_lossy(&r.value)),
+        )),
+        Arc::new(
+            TimestampMicrosecondArray::from_iter_values(recs.iter().map(|r| r.timestamp_ms * 1000))
+                .with_timezone("UTC"),
+        ),
+    ];
+    RecordBatch::try_new(bronze_schema(), cols).map_err(|e| OrchestratorError::Corrupt {
+        path: format!("bronze batch of `{topic}`"),
+        reason: e.to_string(),
+    })
+}
+
+impl Pipeline {
+    /// Opens the pipeline: plans tables, opens Delta writers and recovers from the last
+    /// checkpoint (replaying its batch into the tables that missed it).
+    pub async fn open(
+        project: &Project,
+        log: Arc<Log>,
+        lake: Lake,
+        status: Arc<Mutex<PipelineStatus>>,
+    ) -> Result<Self> {
+        let (tables, out_schemas) = plan_tables_with_schemas(project).await?;
+        let store = CheckpointStore::open(project.data_dir().join("checkpoints"))?;
+        let topics: Vec<String> = project.config.sources.keys().cloned().collect();
+        let mut partition_by = BTreeMap::new();
+        for t in &tables {
+            let name = t.spec().name.clone();
+            partition_by.insert(
+                name.clone(),
+                project.config.tables[&name].partition_by.clone(),
+            );
+        }
+        let mut p = Pipeline {
+            log,
+            store,
+            topics,
+            tables,
+            writers: BTreeMap::new(),
+            partition_by,
+            max_batch: project.config.pipeline.max_batch_records.max(1),
+            last: None,
+            status,
+        };
+        let mut names: Vec<(String, Option<SchemaRef>)> = p
+            .topics
+            .iter()
+            .map(|t| (format!("bronze_{t}"), Some(bronze_schema())))
+            .collect();
+        for t in &p.tables {
+            names.push((
+                t.spec().name.clone(),
+                out_schemas.get(&t.spec().name).cloned(),
+            ));
+            names.push((t.spec().quarantine_table(), t.quarantine_schema()));
+            if t.spec().window.is_some() {
+                names.push((t.spec().late_table(), t.input_schema()));
+            }
+        }
+        for (n, schema) in names {
+            let parts = p.partition_by.get(&n).cloned().unwrap_or_default();
+            let mut w = lake.writer(&n, parts).await?;
+            if let Some(schema) = schema {
+                w.ensure_created(&schema).await?;
+            }
+            p.writers.insert(n, w);
+        }
+        p.recover().await?;
+        if let Ok(mut st) = p.status.lock() {
+            st.committed = p.committed_offsets();
+            st.ready = true;
+            st.error = None;
+        }
+        Ok(p)
+    }
+
+    async fn recover(&mut self) -> Result<()> {
+        let batches = self.store.batches()?;
+        let Some(&last) = batches.last() else {
+            return Ok(());
+        };
+        let ckpt = self.store.read(last)?;
+        let prev = if last > 0 && batches.contains(&(last - 1)) {
+            Some(self.store.read(last - 1)?)
+        } else {
+            None
+        };
+        if let Some(prev) = &prev {
+            self.restore_state(prev)?;
+        } else if last > 0 {
+            // Only checkpoint L survives (e.g. the previous was collected before a crash that
+            // left L committed everywhere): then L must be complete.
+            self.restore_state(&ckpt)?;
+            self.last = Some(ckpt);
+            tracing::info!(batch = last, "resumed after checkpoint");
+            return Ok(());
+        }
+        tracing::info!(batch = last, "replaying the last checkpointed batch");
+        let replayed = self.execute(last, ckpt.ranges.clone()).await?;
+        let (state, _files) = self.end_tables(last)?;
+        if state != ckpt.tables {
+            tracing::warn!(
+                batch = last,
+                "replayed state differs from the checkpoint (config or SQL changed?); using the checkpoint's"
+            );
+        }
+        self.restore_state(&ckpt)?;
+        self.commit_outputs(last, replayed).await?;
+        self.commit_cursors(&ckpt.ranges)?;
+        self.last = Some(ckpt);
+        Ok(())
+    }
+
+    fn restore_state(&mut self, c: &Checkpoint) -> Result<()> {
+        for t in &mut self.tables {
+            let name = t.spec().name.clone();
+            if let Some(s) = c.tables.get(&name) {
+                let store = &self.store;
+                let mut load = |file: &str| {
+                    store
+                        .read_state(&name, file)
+                        .map_err(|e| weir_sql::SqlError::State {
+                            table: name.clone(),
+                            reason: e.to_string(),
+                        })
+                };
+                t.restore(s, &mut load)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Next ranges to read: from the last checkpoint's ends to the log's durable ends, capped.
+    fn next_ranges(&self) -> Ranges {
+        let mut ranges = Ranges::new();
+        let mut budget = self.max_batch as u64;
+        for topic in &self.topics {
+            let Some(t) = self.log.topic(topic) else {
+                continue;
+            };
+            for p in 0..t.partition_count() {
+                let Some(part) = t.partition(p) else { continue };
+                let from = self
+                    .last
+                    .as_ref()
+                    .and_then(|c| c.next_offset(topic, p))
+                    .unwrap_or(0)
+                    .max(part.start_offset());
+                let end = part.end_offset();
+                let to = end.min(from + budget);
+                budget -= to - from;
+                ranges
+                    .entry(topic.clone())
+                    .or_default()
+                    .insert(p, (from, to));
+            }
+        }
+        ranges
+    }
+
+    /// Runs one micro-batch if there is new input. Returns the number of input records.
+    pub async fn step(&mut self) -> Result<u64> {
+        let ranges = self.next_ranges();
+        let records: u64 = ranges
+            .values()
+            .flat_map(|p| p.values())
+            .map(|(a, b)| b - a)
+            .sum();
+        if records == 0 {
+            return Ok(0);
+        }
+        let batch_id = self.last.as_ref().map_or(0, |c| c.batch_id + 1);
+        let started = Instant::now();
+        let out = self.execute(batch_id, ranges.clone()).await?;
+        let processed = started.elapsed();
+        let (state, files) = self.end_tables(batch_id)?;
+        for (table, file, rows) in &files {
+            self.store.write_state(table, file, rows)?;
+        }
+        let ckpt = Checkpoint {
+            batch_id,
+            ranges,
+            tables: state,
+            created_ms: weir_core::now_ms(),
+        };
+        self.store.write(&ckpt)?;
+        let ingest = out.ingest_ms.clone();
+        let n = out.records;
+        let checkpointed = started.elapsed();
+        self.commit_outputs(batch_id, out).await?;
+        let committed_ms = weir_core::now_ms();
+        tracing::debug!(
+            batch = batch_id,
+            records,
+            process_ms = processed.as_millis() as u64,
+            checkpoint_ms = (checkpointed - processed).as_millis() as u64,
+            commit_ms = (started.elapsed() - checkpointed).as_millis() as u64,
+            "micro-batch committed"
+        );
+        self.commit_cursors(&ckpt.ranges)?;
+        self.last = Some(ckpt);
+        if batch_id >= 1 {
+            self.store.gc(batch_id - 1)?;
+        }
+        self.publish(
+            batch_id,
+            n,
+            started.elapsed().as_secs_f64(),
+            &ingest,
+            committed_ms,
+        );
+        Ok(records)
+    }
+
+    async fn execute(&mut self, batch_id: u64, ranges: Ranges) -> Result<BatchOutput> {
+        let mut out = BatchOutput::default();
+        for (topic, parts) in &ranges {
+            let Some(t) = self.log.topic(topic) else {
+                continue;
+            };
+            for (&p, &(from, to)) in parts {
+                let Some(part) = t.partition(p) else { continue };
+                if from < part.start_offset() || to > part.end_offset() {
+                    return Err(OrchestratorError::InputGone {
+                        batch: batch_id,
+                        topic: topic.clone(),
+                        partition: p,
+                        from,
+                        to,
+                        start: part.start_offset(),
+                        end: part.end_offset(),
+                    });
+                }
+                let mut next = from;
+                while next < to {
+                    let want = usize::try_from(to - next)
+                        .unwrap_or(CHUNK_RECORDS)
+                        .min(CHUNK_RECORDS);
+                    let mut recs = part.read(next, want, 256 << 20)?;
+                    recs.retain(|r| r.offset < to);
+                    let Some(last) = recs.last() else { break };
+                    next = last.offset + 1;
+                    out.records += recs.len() as u64;
+                    out.ingest_ms.extend(recs.iter().map(|r| r.timestamp_ms));
+                    self.run_chunk(topic, p, &recs, batch_id, &mut out).await?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn run_chunk(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        recs: &[StoredRecord],
+        batch_id: u64,
+        out: &mut BatchOutput,
+    ) -> Result<()> {
+        out.add(
+            format!("bronze_{topic}"),
+            vec![bronze_batch(topic, partition, recs)?],
+        );
+        let values: Vec<&[u8]> = recs.iter().map(|r| r.value.as_slice()).collect();
+        let offsets: Vec<u64> = recs.iter().map(|r| r.offset).collect();
+        let mut produced: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
+        for t in &mut self.tables {
+            let spec = t.spec().clone();
+            let mut o = Output::default();
+            if spec.from == topic && matches!(spec.input, InputSpec::Raw { .. }) {
+                t.process(
+                    Input::Raw {
+                        values: &values,
+                        offsets: &offsets,
+                        partition,
+                    },
+                    batch_id,
+                    &mut o,
+                )
+                .await?;
+            } else if let Some(rows) = produced.get(&spec.from) {
+                for b in rows.clone() {
+                    t.process(
+                        Input::Rows {
+                            batch: b,
+                            partition,
+                        },
+                        batch_id,
+                        &mut o,
+                    )
+                    .await?;
+                }
+            } else {
+                continue;
+            }
+            produced.insert(spec.name.clone(), o.rows.clone());
+            out.add(spec.name.clone(), o.rows);
+            out.add(spec.quarantine_table(), o.quarantine);
+            out.add(spec.late_table(), o.late);
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn end_tables(
+        &mut self,
+        batch_id: u64,
+    ) -> Result<(
+        BTreeMap<String, weir_sql::stream::TableState>,
+        Vec<(String, String, RecordBatch)>,
+    )> {
+        let mut state = BTreeMap::new();
+        let mut files = Vec::new();
+        for t in &mut self.tables {
+            let (s, f) = t.end_batch(batch_id)?;
+            let name = t.spec().name.clone();
+            files.extend(f.into_iter().map(|(file, rows)| (name.clone(), file, rows)));
+            state.insert(name, s);
+        }
+        Ok((state, files))
+    }
+
+    async fn commit_outputs(&mut self, batch_id: u64, out: BatchOutput) -> Result<()> {
+        let bid = i64::try_from(batch_id).unwrap_or(i64::MAX);
+        // Each table's Parquet encoding and Delta commit runs as its own task, so the tables
+        // of a batch are written in parallel on the pipeline's worker threads.
+        let mut pending = Vec::new();
+        for (name, batches) in out.tables {
+            let Some(mut w) = self.writers.remove(&name) else {
+                continue;
+            };
+            pending.push(tokio::spawn(async move {
+                let r = w.append_once(batches, APP_ID, bid).await;
+                (name, w, r)
+            }));
+        }
+        let mut first_err: Option<OrchestratorError> = None;
+        for task in pending {
+            match task.await {
+                Ok((name, w, r)) => {
+                    self.writers.insert(name, w);
+                    if let Err(e) = r {
+                        first_err.get_or_insert(e.into());
+                    }
+                }
+                Err(e) => {
+                    first_err.get_or_insert(OrchestratorError::Corrupt {
+                        path: "delta commit task".into(),
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn commit_cursors(&self, ranges: &Ranges) -> Result<()> {
+        for (topic, parts) in ranges {
+            for (&p, &(_, to)) in parts {
+                self.log.commit_cursor(GROUP, topic, p, to)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn publish(
+        &self,
+        batch_id: u64,
+        records: u64,
+        secs: f64,
+        ingest_ms: &[i64],
+        committed_ms: i64,
+    ) {
+        let metrics: Vec<(String, TableMetrics)> = self
+            .tables
+            .iter()
+            .map(|t| (t.spec().name.clone(), t.metrics()))
+            .collect();
+        let versions: BTreeMap<String, i64> = self
+            .writers
+            .iter()
+            .map(|(n, w)| (n.clone(), w.version()))
+            .collect();
+        let committed = self.committed_offsets();
+        let Ok(mut st) = self.status.lock() else {
+            return;
+        };
+        st.batches += 1;
+        st.last_batch_id = Some(batch_id);
+        st.last_batch_records = records;
+        st.last_batch_seconds = secs;
+        st.records_processed += records;
+        st.committed = committed;
+        for l in ingest_ms {
+            st.latency.record(committed_ms.saturating_sub(*l));
+        }
+        for (name, m) in metrics {
+            st.tables.insert(
+                name.clone(),
+                TableStatus {
+                    metrics: m,
+                    delta_version: versions.get(&name).copied().unwrap_or(-1),
+                },
+            );
+        }
+        st.delta_versions = versions;
+    }
+
+    fn committed_offsets(&self) -> BTreeMap<String, BTreeMap<u32, u64>> {
+        self.last
+            .as_ref()
+            .map(|c| {
+                c.ranges
+                    .iter()
+                    .map(|(t, p)| (t.clone(), p.iter().map(|(k, v)| (*k, v.1)).collect()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The last checkpoint (after `open`, the one recovery resumed from).
+    pub fn last_checkpoint(&self) -> Option<&Checkpoint> {
+        self.last.as_ref()
+    }
+}
+
+/// Re-exported for callers that size histograms.
+pub type Latency = LatencyHistogram;

@@ -1,0 +1,404 @@
+//! [`Weir`]: one running project. It owns the log, the lake, the source threads and the
+//! pipeline thread, and answers status questions. `weir run`, `weir demo`, the HTTP server
+//! and the benchmarks all drive a project through it.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use weir_connectors::SourceConfig;
+use weir_connectors::dlq::DLQ_TOPIC;
+use weir_connectors::file::FileSource;
+use weir_connectors::generator::{GeneratorConfig, run_generator};
+use weir_connectors::http::{IngestReport, LineIngest};
+use weir_lake::Lake;
+use weir_log::{Log, LogConfig};
+
+use crate::config::Project;
+use crate::error::{OrchestratorError, Result};
+use crate::pipeline::Pipeline;
+use crate::status::PipelineStatus;
+
+/// Why an ingest request was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("no source named `{0}` accepts HTTP records (http sources: {1})")]
+    UnknownSource(String, String),
+    #[error("the pipeline is {lag} records behind (limit {limit}); retry later")]
+    Overloaded { lag: u64, limit: u64 },
+    #[error(transparent)]
+    Source(#[from] weir_connectors::ConnectorError),
+}
+
+/// A running project.
+pub struct Weir {
+    project: Project,
+    log: Arc<Log>,
+    lake: Lake,
+    status: Arc<Mutex<PipelineStatus>>,
+    stop: Arc<AtomicBool>,
+    ingest: BTreeMap<String, Arc<LineIngest>>,
+    produced: BTreeMap<String, Arc<AtomicU64>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    started: Instant,
+}
+
+impl Weir {
+    /// Opens the project's log (taking its lock) and lake, and creates the source topics.
+    pub fn open(project: Project) -> Result<Arc<Weir>> {
+        let data = project.data_dir();
+        let lc = &project.config.log;
+        let mut cfg = LogConfig::new(data.join("log"));
+        cfg.segment_bytes = lc.segment_size.0;
+        cfg.retention_age = lc.retention.map(|d| d.0);
+        cfg.retention_bytes = lc.retention_size.map(|s| s.0);
+        cfg.fsync = lc.fsync;
+        let log = Arc::new(Log::open(cfg)?);
+        let dlq = log.create_topic(DLQ_TOPIC, 1)?;
+        let lake = Lake::try_new(data.join("lake"))?;
+        let mut ingest = BTreeMap::new();
+        let mut produced = BTreeMap::new();
+        for (name, s) in &project.config.sources {
+            let topic = log.create_topic(name, s.partitions())?;
+            if let SourceConfig::Http(h) = s {
+                ingest.insert(
+                    name.clone(),
+                    Arc::new(LineIngest::new(
+                        name,
+                        topic,
+                        dlq.clone(),
+                        h.key.clone(),
+                        h.max_line_size,
+                    )),
+                );
+            }
+            produced.insert(name.clone(), Arc::new(AtomicU64::new(0)));
+        }
+        Ok(Arc::new(Weir {
+            project,
+            log,
+            lake,
+            status: Arc::new(Mutex::new(PipelineStatus::default())),
+            stop: Arc::new(AtomicBool::new(false)),
+            ingest,
+            produced,
+            threads: Mutex::new(Vec::new()),
+            started: Instant::now(),
+        }))
+    }
+
+    pub fn project(&self) -> &Project {
+        &self.project
+    }
+
+    pub fn log(&self) -> &Arc<Log> {
+        &self.log
+    }
+
+    pub fn lake(&self) -> &Lake {
+        &self.lake
+    }
+
+    /// Starts the pipeline thread (after planning and recovery succeed) and the source
+    /// threads. `extra_generators` adds generator sources writing to existing topics (what
+    /// `weir demo` and `weir bench` use).
+    pub fn start(self: &Arc<Self>, extra_generators: Vec<(String, GeneratorConfig)>) -> Result<()> {
+        let (tx, rx) = std::sync::mpsc::channel::<Result<()>>();
+        let me = self.clone();
+        let pipeline = std::thread::Builder::new()
+            .name("weir-pipeline".into())
+            .spawn(move || me.pipeline_thread(tx))
+            .map_err(|source| OrchestratorError::Io {
+                path: "pipeline thread".into(),
+                source,
+            })?;
+        self.threads.lock().map(|mut t| t.push(pipeline)).ok();
+        match rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                self.stop();
+                return Err(e);
+            }
+            Err(_) => {
+                self.stop();
+                return Err(OrchestratorError::Corrupt {
+                    path: "pipeline".into(),
+                    reason: "the pipeline thread ended while starting".into(),
+                });
+            }
+        }
+        let mut gens: Vec<(String, GeneratorConfig)> = self
+            .project
+            .config
+            .sources
+            .iter()
+            .filter_map(|(n, s)| match s {
+                SourceConfig::Generator(g) => Some((n.clone(), g.clone())),
+                _ => None,
+            })
+            .collect();
+        gens.extend(extra_generators);
+        for (name, g) in gens {
+            let topic = self
+                .log
+                .topic(&name)
+                .ok_or_else(|| OrchestratorError::Config {
+                    file: self.project.path.display().to_string(),
+                    key: format!("sources.{name}"),
+                    message: "the generator's topic does not exist".into(),
+                })?;
+            let already: u64 = (0..topic.partition_count())
+                .filter_map(|p| topic.partition(p).map(|x| x.end_offset()))
+                .sum();
+            let stop = self.stop.clone();
+            let produced = self.produced.get(&name).cloned().unwrap_or_default();
+            let h = std::thread::Builder::new()
+                .name(format!("weir-gen-{name}"))
+                .spawn(move || {
+                    if let Err(e) = run_generator(&name, &g, topic, already, &stop, &produced) {
+                        tracing::error!(source = %name, error = %e, "generator stopped");
+                    }
+                })
+                .map_err(|source| OrchestratorError::Io {
+                    path: "generator thread".into(),
+                    source,
+                })?;
+            self.threads.lock().map(|mut t| t.push(h)).ok();
+        }
+        for (name, s) in &self.project.config.sources {
+            if let SourceConfig::File(f) = s {
+                let topic = self
+                    .log
+                    .topic(name)
+                    .ok_or_else(|| OrchestratorError::Config {
+                        file: self.project.path.display().to_string(),
+                        key: format!("sources.{name}"),
+                        message: "the source's topic does not exist".into(),
+                    })?;
+                let dlq = self.log.create_topic(DLQ_TOPIC, 1)?;
+                let folder = self.project.root.join(&f.path);
+                let state = self.project.data_dir().join("sources").join(name);
+                let mut src = FileSource::try_new(name, f.clone(), folder, state, topic, dlq)?;
+                let stop = self.stop.clone();
+                let n = name.clone();
+                let h = std::thread::Builder::new()
+                    .name(format!("weir-file-{name}"))
+                    .spawn(move || {
+                        if let Err(e) = src.run(&stop) {
+                            tracing::error!(source = %n, error = %e, "file source stopped");
+                        }
+                    })
+                    .map_err(|source| OrchestratorError::Io {
+                        path: "file source thread".into(),
+                        source,
+                    })?;
+                self.threads.lock().map(|mut t| t.push(h)).ok();
+            }
+        }
+        Ok(())
+    }
+
+    fn pipeline_thread(self: Arc<Self>, ready: std::sync::mpsc::Sender<Result<()>>) {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(source) => {
+                let _ = ready.send(Err(OrchestratorError::Io {
+                    path: "pipeline runtime".into(),
+                    source,
+                }));
+                return;
+            }
+        };
+        rt.block_on(async move {
+            let mut pipeline = match Pipeline::open(
+                &self.project,
+                self.log.clone(),
+                self.lake.clone(),
+                self.status.clone(),
+            )
+            .await
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    let _ = ready.send(Err(e));
+                    return;
+                }
+            };
+            let _ = ready.send(Ok(()));
+            let interval = self.project.config.pipeline.interval.0;
+            let mut last_retention = Instant::now();
+            while !self.stop.load(Ordering::Relaxed) {
+                match pipeline.step().await {
+                    Ok(0) => tokio::time::sleep(interval).await,
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, "micro-batch failed");
+                        if let Ok(mut st) = self.status.lock() {
+                            st.error = Some(e.to_string());
+                        }
+                        if e.kind() == weir_core::ErrorKind::User {
+                            // Bad data or SQL under `fail`: stop processing, keep serving.
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        // Reopen: recovery replays the last checkpoint exactly.
+                        match Pipeline::open(
+                            &self.project,
+                            self.log.clone(),
+                            self.lake.clone(),
+                            self.status.clone(),
+                        )
+                        .await
+                        {
+                            Ok(p) => pipeline = p,
+                            Err(e) => tracing::error!(error = %e, "reopening the pipeline failed"),
+                        }
+                    }
+                }
+                if last_retention.elapsed() > Duration::from_secs(60) {
+                    last_retention = Instant::now();
+                    if let Err(e) = self.log.enforce_retention(weir_core::now_ms()) {
+                        tracing::warn!(error = %e, "log retention failed");
+                    }
+                }
+            }
+        });
+    }
+
+    /// Asks every thread to stop.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Waits for every thread to finish (call [`Weir::stop`] first).
+    pub fn join(&self) {
+        let threads: Vec<JoinHandle<()>> = self
+            .threads
+            .lock()
+            .map(|mut t| t.drain(..).collect())
+            .unwrap_or_default();
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+
+    /// Records waiting for the pipeline, over all source topics.
+    pub fn lag(&self) -> u64 {
+        let st = self
+            .status
+            .lock()
+            .map(|s| s.committed.clone())
+            .unwrap_or_default();
+        let mut lag = 0;
+        for name in self.project.config.sources.keys() {
+            let Some(t) = self.log.topic(name) else {
+                continue;
+            };
+            for p in 0..t.partition_count() {
+                let end = t.partition(p).map_or(0, |x| x.end_offset());
+                let done = st.get(name).and_then(|m| m.get(&p)).copied().unwrap_or(0);
+                lag += end.saturating_sub(done);
+            }
+        }
+        lag
+    }
+
+    /// Whether the pipeline has started and processed everything in the log.
+    pub fn caught_up(&self) -> bool {
+        self.status.lock().is_ok_and(|s| s.ready) && self.lag() == 0
+    }
+
+    /// Durably ingests a JSON-lines body into an http source.
+    pub fn ingest(
+        &self,
+        source: &str,
+        body: &[u8],
+    ) -> std::result::Result<IngestReport, IngestError> {
+        let Some(ing) = self.ingest.get(source) else {
+            return Err(IngestError::UnknownSource(
+                source.to_owned(),
+                self.ingest.keys().cloned().collect::<Vec<_>>().join(", "),
+            ));
+        };
+        let limit = self.project.config.pipeline.max_lag_records;
+        let lag = self.lag();
+        if lag > limit {
+            return Err(IngestError::Overloaded { lag, limit });
+        }
+        let r = ing.ingest(body, weir_core::now_ms())?;
+        if let Some(c) = self.produced.get(source) {
+            c.fetch_add(r.accepted, Ordering::Relaxed);
+        }
+        Ok(r)
+    }
+
+    /// The pipeline's live figures.
+    pub fn pipeline_status(&self) -> PipelineStatus {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// `GET /v1/status`: per source the log end offsets, committed offsets and lag; per table
+    /// the counters and Delta version; and the pipeline's figures.
+    pub fn status_json(&self) -> serde_json::Value {
+        let st = self.pipeline_status();
+        let mut sources = serde_json::Map::new();
+        let mut total_lag = 0u64;
+        for (name, s) in &self.project.config.sources {
+            let Some(t) = self.log.topic(name) else {
+                continue;
+            };
+            let mut parts = Vec::new();
+            let mut lag = 0;
+            for p in 0..t.partition_count() {
+                let end = t.partition(p).map_or(0, |x| x.end_offset());
+                let committed = st
+                    .committed
+                    .get(name)
+                    .and_then(|m| m.get(&p))
+                    .copied()
+                    .unwrap_or(0);
+                lag += end.saturating_sub(committed);
+                parts.push(json!({"partition": p, "end_offset": end, "committed_offset": committed, "lag": end.saturating_sub(committed)}));
+            }
+            total_lag += lag;
+            sources.insert(
+                name.clone(),
+                json!({"kind": s.kind(), "partitions": parts, "lag": lag,
+                       "records_in": parts.iter().map(|p| p["end_offset"].as_u64().unwrap_or(0)).sum::<u64>()}),
+            );
+        }
+        let dlq = self
+            .log
+            .topic(DLQ_TOPIC)
+            .and_then(|t| t.partition(0).map(|p| p.end_offset()))
+            .unwrap_or(0);
+        json!({
+            "project": self.project.config.project.name,
+            "uptime_seconds": self.started.elapsed().as_secs_f64(),
+            "lag": total_lag,
+            "dead_letters": dlq,
+            "sources": sources,
+            "tables": st.tables,
+            "delta_versions": st.delta_versions,
+            "pipeline": {
+                "batches": st.batches,
+                "last_batch_id": st.last_batch_id,
+                "last_batch_records": st.last_batch_records,
+                "last_batch_seconds": st.last_batch_seconds,
+                "records_processed": st.records_processed,
+                "latency_ms": {"p50": st.latency.quantile(0.5), "p99": st.latency.quantile(0.99), "count": st.latency.count},
+                "error": st.error,
+            }
+        })
+    }
+}

@@ -1,0 +1,75 @@
+//! What the running pipeline reports about itself: per-batch figures, per-table counters,
+//! committed offsets and the ingest → commit latency distribution. Shared between the
+//! pipeline thread (writer) and the HTTP API, status line and benchmarks (readers).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use weir_sql::stream::TableMetrics;
+
+/// Counts of latencies in milliseconds, in buckets of ~4 % width, for quantiles.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LatencyHistogram {
+    #[serde(skip)]
+    buckets: BTreeMap<u32, u64>,
+    pub count: u64,
+}
+
+impl LatencyHistogram {
+    fn bucket(ms: i64) -> u32 {
+        let v = ms.max(0) as f64 + 1.0;
+        (v.ln() * 25.0) as u32
+    }
+
+    fn upper(b: u32) -> f64 {
+        (((b + 1) as f64) / 25.0).exp() - 1.0
+    }
+
+    pub fn record(&mut self, ms: i64) {
+        *self.buckets.entry(Self::bucket(ms)).or_default() += 1;
+        self.count += 1;
+    }
+
+    /// The q-quantile (0..=1) in ms, to bucket precision; `None` when empty.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        if self.count == 0 {
+            return None;
+        }
+        let target = ((self.count as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (b, c) in &self.buckets {
+            seen += c;
+            if seen >= target {
+                return Some(Self::upper(*b));
+            }
+        }
+        self.buckets.keys().last().map(|b| Self::upper(*b))
+    }
+}
+
+/// One streaming table's live figures.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TableStatus {
+    #[serde(flatten)]
+    pub metrics: TableMetrics,
+    pub delta_version: i64,
+}
+
+/// The pipeline's live figures.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PipelineStatus {
+    pub batches: u64,
+    pub last_batch_id: Option<u64>,
+    pub last_batch_records: u64,
+    pub last_batch_seconds: f64,
+    pub records_processed: u64,
+    /// Committed (next-to-read) offsets: topic → partition → offset.
+    pub committed: BTreeMap<String, BTreeMap<u32, u64>>,
+    pub tables: BTreeMap<String, TableStatus>,
+    pub delta_versions: BTreeMap<String, i64>,
+    pub latency: LatencyHistogram,
+    /// Set once the pipeline has planned its tables and recovered.
+    pub ready: bool,
+    /// Set when the pipeline stopped on an error.
+    pub error: Option<String>,
+}

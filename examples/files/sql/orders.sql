@@ -1,0 +1,1 @@
+SELECT order_id, customer, amount, placed_at FROM drops
