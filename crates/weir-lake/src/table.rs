@@ -142,6 +142,42 @@ impl Lake {
         Ok(table)
     }
 
+    /// Rewrites the small files of table `name` into fewer large ones (Delta `OPTIMIZE`); a
+    /// writer appending at the same time is not disturbed. Returns (files removed, added).
+    pub async fn compact(&self, name: &str) -> Result<(u64, u64)> {
+        let table = self.open(name, None).await?;
+        let (_, metrics) = table
+            .optimize()
+            .await
+            .map_err(|source| LakeError::Delta {
+                table: name.to_owned(),
+                op: "compact",
+                source: Box::new(source),
+            })?;
+        Ok((metrics.num_files_removed, metrics.num_files_added))
+    }
+
+    /// Deletes the files of table `name` that no version newer than `retention` ago still
+    /// reads (Delta `VACUUM`); time travel to older versions ends there. Returns the number
+    /// of files deleted.
+    pub async fn vacuum(&self, name: &str, retention: std::time::Duration) -> Result<usize> {
+        let table = self.open(name, None).await?;
+        let period = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+        let (_, metrics) = table
+            .vacuum()
+            .with_retention_period(period)
+            // The 7-day floor is delta-rs's guard for unknown readers; weir's retention key is
+            // the user's explicit choice.
+            .with_enforce_retention_duration(false)
+            .await
+            .map_err(|source| LakeError::Delta {
+                table: name.to_owned(),
+                op: "vacuum",
+                source: Box::new(source),
+            })?;
+        Ok(metrics.files_deleted.len())
+    }
+
     /// Version and file count of table `name`.
     pub async fn info(&self, name: &str) -> Result<TableInfo> {
         let table = self.open(name, None).await?;
@@ -296,6 +332,56 @@ impl LakeTable {
                 Err(LakeError::Delta {
                     table: self.name.clone(),
                     op: "append",
+                    source: Box::new(source),
+                })
+            }
+        }
+    }
+
+    /// Replaces the rows matching `predicate` (a SQL predicate over partition columns, e.g.
+    /// `date = '2026-01-15'`) with `batches`, in one Delta commit; creates the table when it has
+    /// no commit yet. Running it again with the same rows leaves the same table contents, so a
+    /// batch table's partition can be rebuilt any number of times.
+    pub async fn replace_where(
+        &mut self,
+        schema: &deltalake::arrow::datatypes::SchemaRef,
+        batches: Vec<RecordBatch>,
+        predicate: &str,
+    ) -> Result<i64> {
+        self.ensure_created(schema).await?;
+        let batches = batches
+            .iter()
+            .map(to_delta_types)
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|source| LakeError::Delta {
+                table: self.name.clone(),
+                op: "cast",
+                source: Box::new(source),
+            })?;
+        let table = self.table.take().ok_or_else(|| self.in_flight())?;
+        let reopen_url = table.table_url().clone();
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
+            .build();
+        let mut write = table
+            .write(batches)
+            .with_writer_properties(props)
+            .with_save_mode(deltalake::protocol::SaveMode::Overwrite)
+            .with_replace_where(predicate.to_owned());
+        if !self.partition_by.is_empty() {
+            write = write.with_partition_columns(self.partition_by.clone());
+        }
+        match write.await {
+            Ok(table) => {
+                let v = version_of(&table);
+                self.table = Some(table);
+                Ok(v)
+            }
+            Err(source) => {
+                self.table = DeltaTable::try_from_url(reopen_url).await.ok();
+                Err(LakeError::Delta {
+                    table: self.name.clone(),
+                    op: "replace partition",
                     source: Box::new(source),
                 })
             }

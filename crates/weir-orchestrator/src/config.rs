@@ -36,6 +36,15 @@ pub struct WeirConfig {
     /// Tables by name.
     #[serde(default)]
     pub tables: BTreeMap<String, TableConfig>,
+    /// Limits shared by every DAG.
+    #[serde(default)]
+    pub orchestrator: crate::dag::config::OrchestratorConfig,
+    /// DAGs by name: scheduled tasks (build batch tables, checks, SQL, shell, HTTP).
+    #[serde(default)]
+    pub dags: BTreeMap<String, crate::dag::config::DagConfig>,
+    /// Where DAG alerts go.
+    #[serde(default)]
+    pub alerts: crate::dag::alerts::AlertsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -194,6 +203,9 @@ pub struct TableConfig {
     /// Checks on input rows, in order; the first failing one decides.
     #[serde(default)]
     pub expectations: Vec<ExpectationConfig>,
+    /// Tests of the table's data, run by `check` tasks of DAGs.
+    #[serde(default)]
+    pub checks: Vec<crate::dag::config::CheckConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -426,6 +438,32 @@ impl Project {
                     return Err(self.err(
                         format!("tables.{name}.expectations[{i}].name"),
                         "`malformed_json` is the reason weir gives to undecodable records".into(),
+                    ));
+                }
+            }
+        }
+        for (name, t) in &c.tables {
+            for (i, chk) in t.checks.iter().enumerate() {
+                chk.validate()
+                    .map_err(|m| self.err(format!("tables.{name}.checks[{i}]"), m))?;
+            }
+        }
+        let kinds: BTreeMap<String, bool> = c
+            .tables
+            .iter()
+            .map(|(n, t)| (n.clone(), t.mode == TableMode::Batch))
+            .collect();
+        for (name, d) in &c.dags {
+            check_name(name).map_err(|m| self.err(format!("dags.{name}"), m))?;
+            crate::dag::config::validate_dag(d, &kinds)
+                .map_err(|(k, m)| self.err(format!("dags.{name}.{k}"), m))?;
+            for t in &d.tasks {
+                if let Some(b) = &t.build
+                    && c.tables.get(b).is_some_and(|x| x.partition_by.len() != 1)
+                {
+                    return Err(self.err(
+                        format!("tables.{b}.partition_by"),
+                        format!("DAG `{name}` builds `{b}` per date: expected one date column, e.g. [\"date\"]"),
                     ));
                 }
             }

@@ -35,6 +35,12 @@ pub enum OrchestratorError {
     Sql(#[from] weir_sql::SqlError),
     #[error("{0}")]
     Connector(#[from] weir_connectors::ConnectorError),
+    #[error("metadata store `{path}`: {reason}")]
+    Store { path: String, reason: String },
+    #[error("{reason}")]
+    Dag { reason: String },
+    #[error("table check: {reason}")]
+    Check { reason: String },
     #[error(
         "checkpoint of batch {batch} needs offsets {from}..{to} of `{topic}` partition {partition}, but the log holds {start}..{end}"
     )]
@@ -56,7 +62,10 @@ impl OrchestratorError {
             OrchestratorError::ConfigIo { .. } | OrchestratorError::Config { .. } => {
                 ErrorKind::User
             }
-            OrchestratorError::Io { .. } => ErrorKind::External,
+            OrchestratorError::Io { .. } | OrchestratorError::Store { .. } => {
+                ErrorKind::External
+            }
+            OrchestratorError::Dag { .. } | OrchestratorError::Check { .. } => ErrorKind::User,
             OrchestratorError::Corrupt { .. } | OrchestratorError::InputGone { .. } => {
                 ErrorKind::Internal
             }

@@ -5,6 +5,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod dag;
 pub mod error;
 pub mod pipeline;
 pub mod runtime;

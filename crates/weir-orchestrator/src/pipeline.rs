@@ -44,8 +44,24 @@ pub struct Pipeline {
     writers: BTreeMap<String, LakeTable>,
     partition_by: BTreeMap<String, Vec<String>>,
     max_batch: usize,
+    /// The last checkpoint written; the next batch starts after it.
     last: Option<Checkpoint>,
+    /// The last checkpoint whose outputs are committed to every table.
+    committed: Option<Checkpoint>,
+    /// The batch whose Delta commits are running in the background.
+    inflight: Option<Inflight>,
     status: Arc<Mutex<PipelineStatus>>,
+}
+
+type CommitTask = tokio::task::JoinHandle<(String, LakeTable, weir_lake::Result<Option<i64>>)>;
+
+/// A checkpointed batch whose outputs are being committed.
+struct Inflight {
+    ckpt: Checkpoint,
+    tasks: Vec<CommitTask>,
+    ingest_ms: Vec<i64>,
+    records: u64,
+    started: Instant,
 }
 
 /// Everything one batch produced, per Delta table.
@@ -240,6 +256,8 @@ impl Pipeline {
             partition_by,
             max_batch: project.config.pipeline.max_batch_records.max(1),
             last: None,
+            committed: None,
+            inflight: None,
             status,
         };
         let mut names: Vec<(String, Option<SchemaRef>)> = p
@@ -291,6 +309,7 @@ impl Pipeline {
             // Only checkpoint L survives (e.g. the previous was collected before a crash that
             // left L committed everywhere): then L must be complete.
             self.restore_state(&ckpt)?;
+            self.committed = Some(ckpt.clone());
             self.last = Some(ckpt);
             tracing::info!(batch = last, "resumed after checkpoint");
             return Ok(());
@@ -307,6 +326,7 @@ impl Pipeline {
         self.restore_state(&ckpt)?;
         self.commit_outputs(last, replayed).await?;
         self.commit_cursors(&ckpt.ranges)?;
+        self.committed = Some(ckpt.clone());
         self.last = Some(ckpt);
         Ok(())
     }
@@ -359,6 +379,10 @@ impl Pipeline {
     }
 
     /// Runs one micro-batch if there is new input. Returns the number of input records.
+    ///
+    /// The Delta commits of a batch run in the background while the next batch is processed;
+    /// they are awaited before the next checkpoint is written (so at most the last checkpoint
+    /// is ever incomplete, which is what recovery replays), and when there is no new input.
     pub async fn step(&mut self) -> Result<u64> {
         let ranges = self.next_ranges();
         let records: u64 = ranges
@@ -367,6 +391,7 @@ impl Pipeline {
             .map(|(a, b)| b - a)
             .sum();
         if records == 0 {
+            self.flush().await?;
             return Ok(0);
         }
         let batch_id = self.last.as_ref().map_or(0, |c| c.batch_id + 1);
@@ -374,6 +399,9 @@ impl Pipeline {
         let out = self.execute(batch_id, ranges.clone()).await?;
         let processed = started.elapsed();
         let (state, files) = self.end_tables(batch_id)?;
+        // Batch N may only be checkpointed once batch N−1 is in every table.
+        self.flush().await?;
+        let waited = started.elapsed();
         for (table, file, rows) in &files {
             self.store.write_state(table, file, rows)?;
         }
@@ -384,32 +412,47 @@ impl Pipeline {
             created_ms: weir_core::now_ms(),
         };
         self.store.write(&ckpt)?;
-        let ingest = out.ingest_ms.clone();
-        let n = out.records;
-        let checkpointed = started.elapsed();
-        self.commit_outputs(batch_id, out).await?;
-        let committed_ms = weir_core::now_ms();
         tracing::debug!(
             batch = batch_id,
             records,
             process_ms = processed.as_millis() as u64,
-            checkpoint_ms = (checkpointed - processed).as_millis() as u64,
-            commit_ms = (started.elapsed() - checkpointed).as_millis() as u64,
+            wait_previous_commit_ms = (waited - processed).as_millis() as u64,
+            checkpoint_ms = (started.elapsed() - waited).as_millis() as u64,
+            "micro-batch checkpointed"
+        );
+        self.last = Some(ckpt.clone());
+        self.inflight = Some(self.spawn_commits(ckpt, out, started));
+        Ok(records)
+    }
+
+    /// Waits for the background Delta commits of the last batch, then moves the log cursors,
+    /// collects older checkpoints and publishes the batch's status. A no-op when none is in
+    /// flight.
+    pub async fn flush(&mut self) -> Result<()> {
+        let Some(inflight) = self.inflight.take() else {
+            return Ok(());
+        };
+        let batch_id = inflight.ckpt.batch_id;
+        self.join_commits(inflight.tasks).await?;
+        let committed_ms = weir_core::now_ms();
+        tracing::debug!(
+            batch = batch_id,
+            batch_ms = inflight.started.elapsed().as_millis() as u64,
             "micro-batch committed"
         );
-        self.commit_cursors(&ckpt.ranges)?;
-        self.last = Some(ckpt);
+        self.commit_cursors(&inflight.ckpt.ranges)?;
         if batch_id >= 1 {
             self.store.gc(batch_id - 1)?;
         }
+        self.committed = Some(inflight.ckpt);
         self.publish(
             batch_id,
-            n,
-            started.elapsed().as_secs_f64(),
-            &ingest,
+            inflight.records,
+            inflight.started.elapsed().as_secs_f64(),
+            &inflight.ingest_ms,
             committed_ms,
         );
-        Ok(records)
+        Ok(())
     }
 
     async fn execute(&mut self, batch_id: u64, ranges: Ranges) -> Result<BatchOutput> {
@@ -520,12 +563,34 @@ impl Pipeline {
         Ok((state, files))
     }
 
+    /// Commits a replayed batch's outputs and waits for them (recovery).
     async fn commit_outputs(&mut self, batch_id: u64, out: BatchOutput) -> Result<()> {
+        let tasks = self.spawn_table_commits(batch_id, out.tables);
+        self.join_commits(tasks).await
+    }
+
+    fn spawn_commits(&mut self, ckpt: Checkpoint, out: BatchOutput, started: Instant) -> Inflight {
+        let tasks = self.spawn_table_commits(ckpt.batch_id, out.tables);
+        Inflight {
+            ckpt,
+            tasks,
+            ingest_ms: out.ingest_ms,
+            records: out.records,
+            started,
+        }
+    }
+
+    /// Starts one task per table: its Parquet encoding and Delta commit run on the pipeline's
+    /// worker threads, in parallel with each other and with the next batch's processing. The
+    /// table's writer travels with its task and comes back in [`Self::join_commits`].
+    fn spawn_table_commits(
+        &mut self,
+        batch_id: u64,
+        tables: BTreeMap<String, Vec<RecordBatch>>,
+    ) -> Vec<CommitTask> {
         let bid = i64::try_from(batch_id).unwrap_or(i64::MAX);
-        // Each table's Parquet encoding and Delta commit runs as its own task, so the tables
-        // of a batch are written in parallel on the pipeline's worker threads.
         let mut pending = Vec::new();
-        for (name, batches) in out.tables {
+        for (name, batches) in tables {
             let Some(mut w) = self.writers.remove(&name) else {
                 continue;
             };
@@ -534,8 +599,12 @@ impl Pipeline {
                 (name, w, r)
             }));
         }
+        pending
+    }
+
+    async fn join_commits(&mut self, tasks: Vec<CommitTask>) -> Result<()> {
         let mut first_err: Option<OrchestratorError> = None;
-        for task in pending {
+        for task in tasks {
             match task.await {
                 Ok((name, w, r)) => {
                     self.writers.insert(name, w);
@@ -610,7 +679,7 @@ impl Pipeline {
     }
 
     fn committed_offsets(&self) -> BTreeMap<String, BTreeMap<u32, u64>> {
-        self.last
+        self.committed
             .as_ref()
             .map(|c| {
                 c.ranges
@@ -621,9 +690,10 @@ impl Pipeline {
             .unwrap_or_default()
     }
 
-    /// The last checkpoint (after `open`, the one recovery resumed from).
+    /// The last checkpoint whose outputs are in every table (after `open`, the one recovery
+    /// resumed from).
     pub fn last_checkpoint(&self) -> Option<&Checkpoint> {
-        self.last.as_ref()
+        self.committed.as_ref()
     }
 }
 

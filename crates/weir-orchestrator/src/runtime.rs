@@ -44,6 +44,7 @@ pub struct Weir {
     produced: BTreeMap<String, Arc<AtomicU64>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     started: Instant,
+    dags: std::sync::OnceLock<Arc<crate::dag::Orchestrator>>,
 }
 
 impl Weir {
@@ -87,6 +88,7 @@ impl Weir {
             produced,
             threads: Mutex::new(Vec::new()),
             started: Instant::now(),
+            dags: std::sync::OnceLock::new(),
         }))
     }
 
@@ -168,6 +170,29 @@ impl Weir {
                 })?;
             self.threads.lock().map(|mut t| t.push(h)).ok();
         }
+        if !self.project.config.dags.is_empty() {
+            let orch = crate::dag::Orchestrator::open(self.project.clone())?;
+            let _ = self.dags.set(orch.clone());
+            let stop = self.stop.clone();
+            let h = std::thread::Builder::new()
+                .name("weir-scheduler".into())
+                .spawn(move || {
+                    match tokio::runtime::Builder::new_multi_thread()
+                        .worker_threads(2)
+                        .thread_name("weir-dag")
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt.block_on(orch.serve(stop)),
+                        Err(e) => tracing::error!(error = %e, "cannot start the scheduler"),
+                    }
+                })
+                .map_err(|source| OrchestratorError::Io {
+                    path: "scheduler thread".into(),
+                    source,
+                })?;
+            self.threads.lock().map(|mut t| t.push(h)).ok();
+        }
         for (name, s) in &self.project.config.sources {
             if let SourceConfig::File(f) = s {
                 let topic = self
@@ -202,7 +227,11 @@ impl Weir {
     }
 
     fn pipeline_thread(self: Arc<Self>, ready: std::sync::mpsc::Sender<Result<()>>) {
-        let rt = match tokio::runtime::Builder::new_current_thread()
+        // Two workers: the Delta commits of batch N (Parquet encoding, mostly CPU) run on one
+        // while batch N+1 is processed on the other.
+        let rt = match tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("weir-pipeline")
             .enable_all()
             .build()
         {
@@ -242,6 +271,11 @@ impl Weir {
                         if let Ok(mut st) = self.status.lock() {
                             st.error = Some(e.to_string());
                         }
+                        // The previous batch's commits must end before anything else
+                        // writes to its tables; their own errors are repaired by recovery.
+                        if let Err(e) = pipeline.flush().await {
+                            tracing::warn!(error = %e, "committing the previous micro-batch failed");
+                        }
                         if e.kind() == weir_core::ErrorKind::User {
                             // Bad data or SQL under `fail`: stop processing, keep serving.
                             return;
@@ -268,7 +302,18 @@ impl Weir {
                     }
                 }
             }
+            // A clean stop leaves every checkpointed batch committed (a crash here would be
+            // repaired by recovery, but a stop should not need it).
+            if let Err(e) = pipeline.flush().await {
+                tracing::error!(error = %e, "committing the last micro-batch failed");
+            }
         });
+    }
+
+    /// The DAG orchestrator, once [`Weir::start`] has started the scheduler (projects with
+    /// DAGs only).
+    pub fn dags(&self) -> Option<&Arc<crate::dag::Orchestrator>> {
+        self.dags.get()
     }
 
     /// Asks every thread to stop.

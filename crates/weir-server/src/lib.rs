@@ -19,6 +19,8 @@ use weir_core::ErrorKind;
 use weir_orchestrator::Weir;
 use weir_orchestrator::runtime::IngestError;
 
+mod dags;
+
 /// A JSON error response.
 pub struct ApiError {
     status: StatusCode,
@@ -79,6 +81,10 @@ pub fn app(weir: Arc<Weir>) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/sources/{name}/records", post(ingest))
         .route("/v1/query", post(query))
+        .route("/v1/dags", get(dags::list))
+        .route("/v1/dags/{name}", get(dags::show))
+        .route("/v1/dags/{name}/runs", get(dags::runs).post(dags::trigger))
+        .route("/v1/runs/{id}", get(dags::run))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(
             usize::try_from(body_limit).unwrap_or(usize::MAX),
@@ -90,7 +96,7 @@ async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         ErrorKind::User,
-        "no such endpoint; see /v1/status, /v1/sources/{name}/records, /v1/query",
+        "no such endpoint; see /v1/status, /v1/sources/{name}/records, /v1/query, /v1/dags",
     )
 }
 

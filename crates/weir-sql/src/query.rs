@@ -39,6 +39,10 @@ impl QuerySession {
         ctx.register_catalog("weir", catalog);
         let mut skipped = Vec::new();
         for (name, sql) in views {
+            if schema_has_table(&ctx, name) {
+                // A batch table the orchestrator has materialized: its Delta table wins.
+                continue;
+            }
             let ddl = format!("CREATE VIEW \"{name}\" AS {sql}");
             match ctx.sql(&ddl).await {
                 Ok(df) => {
@@ -67,6 +71,12 @@ impl QuerySession {
             .await
             .map_err(|source| SqlError::Query { source })
     }
+}
+
+fn schema_has_table(ctx: &SessionContext, name: &str) -> bool {
+    ctx.catalog("weir")
+        .and_then(|c| c.schema("public"))
+        .is_some_and(|s| s.table_exist(name))
 }
 
 /// Splits `name@v3` into (`name`, Some(3)).

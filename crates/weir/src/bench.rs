@@ -28,6 +28,13 @@ pub enum Which {
         #[arg(long)]
         keep: bool,
     },
+    /// DAG task handoff: a 10-task chain, a 1 000-task and a 10 000-task fan-out of no-op
+    /// tasks; upstream finished → downstream started, p50/p99, and total time.
+    Dag {
+        /// Times each DAG is run (the figures are over all runs).
+        #[arg(long, default_value_t = 5)]
+        repeat: usize,
+    },
 }
 
 fn peak_rss_bytes() -> Option<u64> {
@@ -38,7 +45,10 @@ fn peak_rss_bytes() -> Option<u64> {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    let Which::Shop { events, dir, keep } = args.which;
+    let (events, dir, keep) = match args.which {
+        Which::Shop { events, dir, keep } => (events, dir, keep),
+        Which::Dag { repeat } => return bench_dag(repeat).await,
+    };
     let (dir, temp) = match dir {
         Some(d) => (d, false),
         None => (
@@ -104,5 +114,115 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if temp && !keep {
         let _ = std::fs::remove_dir_all(&dir);
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Handoff latencies (µs) of a finished run: for each task with upstreams, its start minus the
+/// latest end of its upstreams.
+fn handoffs(
+    store: &std::sync::Arc<dyn weir_orchestrator::dag::store::MetaStore>,
+    dag: &weir_orchestrator::dag::config::DagConfig,
+    run_id: i64,
+) -> anyhow::Result<Vec<i64>> {
+    let rows: std::collections::BTreeMap<String, _> = store
+        .tasks(run_id)?
+        .into_iter()
+        .map(|t| (t.task_id.clone(), t))
+        .collect();
+    let mut out = Vec::new();
+    for t in &dag.tasks {
+        if t.after.is_empty() {
+            continue;
+        }
+        let up = t
+            .after
+            .iter()
+            .filter_map(|a| rows.get(a).and_then(|r| r.ended_us))
+            .max();
+        if let (Some(up), Some(start)) = (up, rows.get(&t.id).and_then(|r| r.started_us)) {
+            out.push(start - up);
+        }
+    }
+    Ok(out)
+}
+
+fn quantile(sorted: &[i64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[i] as f64 / 1000.0
+}
+
+async fn bench_dag(repeat: usize) -> anyhow::Result<ExitCode> {
+    use std::fmt::Write as _;
+    let dir = std::env::temp_dir().join(format!("weir-bench-dag-{}", std::process::id()));
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    let mut toml = String::from("[orchestrator]\nmax_parallel_tasks = 10000\n\n");
+    let _ = writeln!(toml, "[dags.chain10]");
+    for i in 0..10 {
+        let after = if i == 0 {
+            String::new()
+        } else {
+            format!("after = [\"t{}\"]\n", i - 1)
+        };
+        let _ = writeln!(toml, "[[dags.chain10.tasks]]\nid = \"t{i}\"\n{after}noop = true");
+    }
+    for (name, n) in [("fanout1000", 1000), ("fanout10000", 10_000)] {
+        let _ = writeln!(toml, "[dags.{name}]\n[[dags.{name}.tasks]]\nid = \"root\"\nnoop = true");
+        for i in 0..n {
+            let _ = writeln!(
+                toml,
+                "[[dags.{name}.tasks]]\nid = \"t{i}\"\nafter = [\"root\"]\nnoop = true"
+            );
+        }
+    }
+    let path = dir.join("weir.toml");
+    std::fs::write(&path, toml)?;
+    let project = crate::cli::load(&path)?;
+    let orch = weir_orchestrator::dag::Orchestrator::open(project.clone())?;
+    let mut results = Vec::new();
+    for name in ["chain10", "fanout1000", "fanout10000"] {
+        let dag = &project.config.dags[name];
+        let mut lat = Vec::new();
+        let mut totals = Vec::new();
+        for r in 0..repeat {
+            let date = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap_or_default()
+                + chrono::Days::new(r as u64);
+            let t = orch.logical_time(name, date)?;
+            let id = orch.trigger(name, t, "manual")?;
+            let started = Instant::now();
+            let rows = orch.execute_runs(&[id], |_, _| {}).await?;
+            let run = orch.store().run(id)?;
+            let total = run
+                .and_then(|r| Some(r.ended_us? - r.started_us?))
+                .unwrap_or_else(|| started.elapsed().as_micros() as i64);
+            anyhow::ensure!(
+                rows.iter().all(|r| r.state == "success"),
+                "a {name} run failed"
+            );
+            totals.push(total);
+            lat.extend(handoffs(orch.store(), dag, id)?);
+        }
+        lat.sort_unstable();
+        totals.sort_unstable();
+        let tasks = dag.tasks.len();
+        let total_ms = quantile(&totals, 0.5);
+        results.push(serde_json::json!({
+            "dag": name,
+            "tasks": tasks,
+            "runs": repeat,
+            "handoff_ms_p50": quantile(&lat, 0.5),
+            "handoff_ms_p99": quantile(&lat, 0.99),
+            "run_ms_median": total_ms,
+            "tasks_per_second": tasks as f64 / (total_ms / 1000.0),
+        }));
+        eprintln!("{}", results.last().map(|v| v.to_string()).unwrap_or_default());
+    }
+    println!("{}", serde_json::to_string_pretty(&results)?);
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(ExitCode::SUCCESS)
 }

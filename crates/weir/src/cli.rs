@@ -66,6 +66,9 @@ pub enum Command {
     },
     /// Show offsets, lag and table counters (from the running server, else from disk).
     Status,
+    /// DAGs: list, show, trigger, backfill, runs, logs, clear.
+    #[command(subcommand)]
+    Dag(crate::dag::DagCommand),
     /// Benchmarks.
     Bench(crate::bench::BenchArgs),
 }
@@ -156,6 +159,10 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             status(&project)
         }
         Command::Bench(args) => crate::bench::run(args).await,
+        Command::Dag(cmd) => {
+            let project = load(&cli.config)?;
+            crate::dag::run(project, cmd).await
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod bench;
 mod cli;
+mod dag;
 mod demo;
 mod init;
 mod query;

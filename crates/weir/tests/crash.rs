@@ -80,28 +80,49 @@ async fn kill_9_at_random_points_loses_and_duplicates_nothing() {
     preload(&crashed, &input);
     preload(&clean, &input);
 
+    // The uninterrupted run goes first, then a second run of the drained project: the two
+    // durations give the processing time and the start-up cost on this machine, and the kill
+    // delays are drawn from them so that 20 kills land all through the work, whether the
+    // machine is fast or slow.
+    let started = Instant::now();
+    assert!(run_until_idle(&clean, None));
+    let clean_ms = started.elapsed().as_millis() as u64;
+    let started = Instant::now();
+    assert!(run_until_idle(&clean, None));
+    let startup_ms = started.elapsed().as_millis() as u64;
+    let work_ms = clean_ms.saturating_sub(startup_ms).max(200);
+
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(
         std::env::var("WEIR_CRASH_SEED")
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or(20261122),
     );
-    let mut kills = 0;
-    let mut finished = false;
+    // From half the start-up (a kill during recovery) to one twentieth of the work past it:
+    // 20 kills then cover well under the whole work on average, so most land mid-batch.
+    let (lo, hi) = (startup_ms / 2, startup_ms + work_ms / 20);
+    let (mut kills, mut runs, mut finished_at) = (0, 0, None);
     while kills < 20 {
-        let delay = Duration::from_millis(rng.gen_range(150..1200));
+        runs += 1;
+        assert!(runs <= 200, "{runs} runs and only {kills} kills");
+        let delay = Duration::from_millis(rng.gen_range(lo..=hi));
         if run_until_idle(&crashed, Some(delay)) {
-            finished = true;
-            break;
+            // Done with the input: the remaining kills hit start-up and recovery, which must
+            // be just as safe.
+            finished_at.get_or_insert(kills);
+        } else {
+            kills += 1;
         }
-        kills += 1;
     }
-    assert!(kills >= 20 || finished);
-    if finished && kills < 20 {
-        panic!("the pipeline finished after only {kills} kills; make the input larger");
-    }
+    eprintln!(
+        "{kills} kills in {runs} runs (input done after {finished_at:?} kills); \
+         clean run {clean_ms} ms, start-up {startup_ms} ms, delays {lo}..={hi} ms"
+    );
+    assert!(
+        finished_at.is_none_or(|k| k >= 10),
+        "the input was done after {finished_at:?} kills: the delays are far too long for this machine"
+    );
     assert!(run_until_idle(&crashed, None));
-    assert!(run_until_idle(&clean, None));
 
     assert_eq!(
         count(&crashed, "bronze_events").await,

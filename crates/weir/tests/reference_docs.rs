@@ -28,6 +28,15 @@ fn cli_reference_is_up_to_date() {
         vec!["ingest"],
         vec!["status"],
         vec!["bench", "shop"],
+        vec!["bench", "dag"],
+        vec!["dag"],
+        vec!["dag", "list"],
+        vec!["dag", "show"],
+        vec!["dag", "trigger"],
+        vec!["dag", "backfill"],
+        vec!["dag", "runs"],
+        vec!["dag", "logs"],
+        vec!["dag", "clear"],
     ] {
         let title = if cmd.is_empty() {
             "weir".to_string()

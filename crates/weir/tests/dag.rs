@@ -1,0 +1,229 @@
+//! `weir dag` as users run it on the shop project: a 7-day backfill of gold_customer_daily,
+//! SIGKILLed half-way and resumed, builds every day once and equals the same SQL run ad hoc by
+//! `weir query`; the daily checks run on each partition.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::harness::*;
+use weir_orchestrator::dag::store::{MetaStore, SqliteStore, run_state};
+
+fn weir(args: &[&str], config: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .arg("-c")
+        .arg(config)
+        .output()
+        .unwrap()
+}
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+/// Purchases over Jan 1..=7: day d has d·3 events of customers c0..c(d+1).
+fn week_of_events() -> Vec<String> {
+    let mut lines = Vec::new();
+    for d in 1..=7 {
+        for i in 0..d * 3 {
+            lines.push(format!(
+                r#"{{"event_id":"e{d}-{i}","ts":"2026-01-0{d}T{:02}:15:00Z","customer_id":"c{}","event_type":"{}","product_category":"books","product_id":"p{i}","amount":{}.25,"quantity":1,"location":"Berlin"}}"#,
+                i % 24,
+                i % (d + 2),
+                if i % 4 == 3 { "refund" } else { "purchase" },
+                10 + i
+            ));
+        }
+    }
+    lines
+}
+
+#[test]
+fn backfill_killed_and_resumed_builds_each_day_once_and_equals_ad_hoc_sql() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A pause after each run's check, so that the kill lands between runs and inside one.
+    // A task killed mid-attempt is retried per its policy: short delays here.
+    let config = shop_project(&tmp.path().join("shop"), |t| {
+        t.replace("retry_delay = \"30s\"", "retry_delay = \"100ms\"")
+            + r#"
+[[dags.daily_customer.tasks]]
+id = "pause"
+after = ["check"]
+shell = "sleep 0.6"
+retries = 1
+retry_delay = "100ms"
+"#
+    });
+    let lines = week_of_events();
+    run_in_process(&config, &lines);
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args([
+            "dag",
+            "backfill",
+            "daily_customer",
+            "--from",
+            "2026-01-01",
+            "--to",
+            "2026-01-07",
+            "-c",
+        ])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let meta = config.parent().unwrap().join("data/meta.sqlite");
+    let started = Instant::now();
+    let done_before = loop {
+        std::thread::sleep(Duration::from_millis(50));
+        if meta.exists() {
+            let store = SqliteStore::open(&meta).unwrap();
+            let done: Vec<i64> = store
+                .runs(Some("daily_customer"), 100)
+                .unwrap()
+                .into_iter()
+                .filter(|r| r.kind == "backfill" && r.state == run_state::SUCCESS)
+                .map(|r| r.id)
+                .collect();
+            if done.len() >= 3 {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                break done;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "the backfill made no progress"
+        );
+    };
+    let store = SqliteStore::open(&meta).unwrap();
+    let finished_early = store
+        .runs(Some("daily_customer"), 100)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.kind == "backfill" && r.state == run_state::SUCCESS)
+        .count();
+    assert!(finished_early < 7, "the kill came after the whole backfill");
+
+    // Resumed: the same command finishes the rest.
+    let out = ok(&weir(
+        &[
+            "dag",
+            "backfill",
+            "daily_customer",
+            "--from",
+            "2026-01-01",
+            "--to",
+            "2026-01-07",
+        ],
+        &config,
+    ));
+    assert_eq!(out.lines().filter(|l| l.contains(" success:")).count(), 7, "{out}");
+
+    // (`weir run` above also scheduled its own latest run, for yesterday.)
+    let runs: Vec<_> = store
+        .runs(Some("daily_customer"), 100)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.kind == "backfill")
+        .collect();
+    assert_eq!(runs.len(), 7);
+    for r in &runs {
+        assert_eq!(r.state, run_state::SUCCESS, "{r:?}");
+        let builds: Vec<_> = store
+            .attempts(r.id)
+            .unwrap()
+            .into_iter()
+            .filter(|a| a.task_id == "build")
+            .collect();
+        assert!(
+            builds.iter().filter(|a| a.state == "success").count() == 1,
+            "{} built {} times",
+            r.logical_date,
+            builds.len()
+        );
+        if done_before.contains(&r.id) {
+            assert_eq!(builds.len(), 1, "a completed day was repeated");
+        }
+        let checks = store.checks(r.id).unwrap();
+        assert!(
+            checks.iter().any(|c| c.check_name == "unique(customer_id)" && c.passed),
+            "{checks:?}"
+        );
+    }
+
+    // The built table equals the same SQL run ad hoc.
+    let sql = std::fs::read_to_string(config.parent().unwrap().join("sql/gold_customer_daily.sql"))
+        .unwrap();
+    let adhoc = ok(&weir(
+        &[
+            "query",
+            &format!("SELECT * FROM ({sql}) t ORDER BY date, customer_id"),
+            "--format",
+            "csv",
+        ],
+        &config,
+    ));
+    let built = ok(&weir(
+        &[
+            "query",
+            "SELECT date, customer_id, events, revenue FROM gold_customer_daily ORDER BY date, customer_id",
+            "--format",
+            "csv",
+        ],
+        &config,
+    ));
+    assert_eq!(built, adhoc);
+    assert_eq!(built.lines().count(), 1 + (3..=9).sum::<usize>(), "{built}");
+    let days = ok(&weir(
+        &[
+            "query",
+            "SELECT count(DISTINCT date) FROM gold_customer_daily",
+            "--format",
+            "csv",
+        ],
+        &config,
+    ));
+    assert!(days.ends_with("7\n"), "{days}");
+
+    // Rebuilding a day replaces its partition instead of adding to it.
+    let o = weir(
+        &["dag", "trigger", "daily_customer", "--date", "2026-01-03"],
+        &config,
+    );
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already has a run for 2026-01-03"));
+    let id = runs
+        .iter()
+        .find(|r| r.logical_date == "2026-01-03")
+        .unwrap()
+        .id;
+    ok(&weir(
+        &["dag", "clear", &id.to_string(), "--task", "build", "--run-now"],
+        &config,
+    ));
+    let again = ok(&weir(
+        &[
+            "query",
+            "SELECT date, customer_id, events, revenue FROM gold_customer_daily ORDER BY date, customer_id",
+            "--format",
+            "csv",
+        ],
+        &config,
+    ));
+    assert_eq!(again, built);
+    let logs = ok(&weir(&["dag", "logs", &id.to_string()], &config));
+    assert!(logs.contains("built `gold_customer_daily` partition date=2026-01-03: 5 rows"), "{logs}");
+    let listed = ok(&weir(&["dag", "runs", "daily_customer"], &config));
+    assert!(listed.contains("2026-01-07") && listed.contains("success"), "{listed}");
+}
