@@ -146,14 +146,11 @@ impl Lake {
     /// writer appending at the same time is not disturbed. Returns (files removed, added).
     pub async fn compact(&self, name: &str) -> Result<(u64, u64)> {
         let table = self.open(name, None).await?;
-        let (_, metrics) = table
-            .optimize()
-            .await
-            .map_err(|source| LakeError::Delta {
-                table: name.to_owned(),
-                op: "compact",
-                source: Box::new(source),
-            })?;
+        let (_, metrics) = table.optimize().await.map_err(|source| LakeError::Delta {
+            table: name.to_owned(),
+            op: "compact",
+            source: Box::new(source),
+        })?;
         Ok((metrics.num_files_removed, metrics.num_files_added))
     }
 

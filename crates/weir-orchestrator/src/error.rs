@@ -62,9 +62,7 @@ impl OrchestratorError {
             OrchestratorError::ConfigIo { .. } | OrchestratorError::Config { .. } => {
                 ErrorKind::User
             }
-            OrchestratorError::Io { .. } | OrchestratorError::Store { .. } => {
-                ErrorKind::External
-            }
+            OrchestratorError::Io { .. } | OrchestratorError::Store { .. } => ErrorKind::External,
             OrchestratorError::Dag { .. } | OrchestratorError::Check { .. } => ErrorKind::User,
             OrchestratorError::Corrupt { .. } | OrchestratorError::InputGone { .. } => {
                 ErrorKind::Internal

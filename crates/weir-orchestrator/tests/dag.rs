@@ -85,7 +85,10 @@ shell = '{dd}'
         .unwrap();
     assert_eq!(ids.len(), 3);
     let rows = orch.execute_runs(&ids, |_, _| {}).await.unwrap();
-    assert!(rows.iter().all(|r| r.state == run_state::SUCCESS), "{rows:?}");
+    assert!(
+        rows.iter().all(|r| r.state == run_state::SUCCESS),
+        "{rows:?}"
+    );
 
     let t = trace(d);
     for ds in ["2026-01-01", "2026-01-02", "2026-01-03"] {
@@ -132,7 +135,10 @@ noop = true
     assert_eq!(rows[0].state, run_state::SUCCESS);
     let tasks = orch.store().tasks(id).unwrap();
     let flaky = tasks.iter().find(|t| t.task_id == "flaky").unwrap();
-    assert_eq!((flaky.state.as_str(), flaky.tries), (task_state::SUCCESS, 3));
+    assert_eq!(
+        (flaky.state.as_str(), flaky.tries),
+        (task_state::SUCCESS, 3)
+    );
     let attempts: Vec<AttemptRow> = orch
         .store()
         .attempts(id)
@@ -144,7 +150,11 @@ noop = true
     assert_eq!(states, ["failed", "failed", "success"]);
     assert!(attempts[2].log.contains("attempt 3"));
     let gap = |i: usize| attempts[i + 1].started_us - attempts[i].ended_us.unwrap();
-    assert!(gap(0) >= 200_000, "first retry waits the base delay: {}", gap(0));
+    assert!(
+        gap(0) >= 200_000,
+        "first retry waits the base delay: {}",
+        gap(0)
+    );
     assert!(gap(1) > gap(0), "delays grow: {} then {}", gap(0), gap(1));
     // A second trigger for the same date is refused, naming the existing run.
     let err = orch.trigger("flaky", t, "manual").unwrap_err().to_string();
@@ -177,7 +187,10 @@ noop = true
     let id = orch.trigger("broken", t, "manual").unwrap();
     let started = std::time::Instant::now();
     let rows = orch.execute_runs(&[id], |_, _| {}).await.unwrap();
-    assert!(started.elapsed() < Duration::from_secs(4), "the timeout stopped the task");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the timeout stopped the task"
+    );
     assert_eq!(rows[0].state, run_state::FAILED);
     let states: std::collections::BTreeMap<String, String> = orch
         .store()
@@ -192,7 +205,10 @@ noop = true
     assert_eq!(states["side"], task_state::SUCCESS);
     let a = orch.store().attempts(id).unwrap();
     let slow = a.iter().find(|a| a.task_id == "slow").unwrap();
-    assert!(slow.error.as_deref().unwrap_or("").contains("timed out"), "{slow:?}");
+    assert!(
+        slow.error.as_deref().unwrap_or("").contains("timed out"),
+        "{slow:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -339,8 +355,11 @@ fn webhook_receiver() -> (String, Arc<Mutex<Vec<String>>>) {
             }
             let mut body = vec![0; len];
             r.read_exact(&mut body).unwrap();
-            g.lock().unwrap().push(String::from_utf8_lossy(&body).into_owned());
-            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+            g.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&body).into_owned());
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
         }
     });
     (url, got)
@@ -435,6 +454,86 @@ shell = "echo 'relation orders does not exist' >&2; exit 3"
         .iter()
         .find(|m| m.contains("load_orders"))
         .unwrap_or_else(|| panic!("no mail about the task in {mails:?}"));
-    assert!(mail.contains("nightly") && mail.contains(&format!("run {id}")), "{mail}");
+    assert!(
+        mail.contains("nightly") && mail.contains(&format!("run {id}")),
+        "{mail}"
+    );
     assert!(mail.contains("To: ops@localhost"), "{mail}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_to_the_watched_table_queues_one_run_after_the_debounce() {
+    use arrow::array::StringArray;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::record_batch::RecordBatch;
+    use std::time::Instant;
+    use weir_orchestrator::dag::CommitWatch;
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("sql")).unwrap();
+    std::fs::write(dir.path().join("sql/clean.sql"), "SELECT id FROM events").unwrap();
+    let toml = r#"
+[sources.events]
+type = "http"
+
+[tables.clean]
+from = "events"
+sql = "sql/clean.sql"
+schema = "id string"
+
+[dags.react]
+on_commit = "clean"
+debounce = "2s"
+[[dags.react.tasks]]
+id = "t"
+noop = true
+"#;
+    let project = load(dir.path(), toml);
+    let lake = weir_lake::Lake::try_new(project.data_dir().join("lake")).unwrap();
+    let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Utf8, false)]));
+    let batch = RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(vec!["a"]))]).unwrap();
+    let mut w = lake.writer("clean", vec![]).await.unwrap();
+    w.append_once(vec![batch.clone()], "test", 0).await.unwrap();
+
+    let orch = Orchestrator::open(project).unwrap();
+    let mut watch = CommitWatch::default();
+    let t0 = Instant::now();
+    assert!(
+        orch.trigger_on_commit(&mut watch, t0)
+            .await
+            .unwrap()
+            .is_empty(),
+        "old commits do not trigger"
+    );
+    w.append_once(vec![batch.clone()], "test", 1).await.unwrap();
+    assert!(
+        orch.trigger_on_commit(&mut watch, t0)
+            .await
+            .unwrap()
+            .is_empty(),
+        "debounced"
+    );
+    w.append_once(vec![batch], "test", 2).await.unwrap();
+    let t1 = t0 + Duration::from_secs(1);
+    assert!(
+        orch.trigger_on_commit(&mut watch, t1)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a newer commit restarts the debounce"
+    );
+    let created = orch
+        .trigger_on_commit(&mut watch, t1 + Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(created.len(), 1);
+    assert!(
+        orch.trigger_on_commit(&mut watch, t1 + Duration::from_secs(5))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let runs = orch.store().runs(Some("react"), 10).unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].kind, "on_commit");
 }

@@ -63,7 +63,10 @@ pub async fn show(
 ) -> Result<Response, ApiError> {
     orch(&weir)?;
     dag_exists(&weir, &name)?;
-    Ok(axum::Json(json!({ "name": name, "config": weir.project().config.dags[&name] })).into_response())
+    Ok(
+        axum::Json(json!({ "name": name, "config": weir.project().config.dags[&name] }))
+            .into_response(),
+    )
 }
 
 #[derive(Deserialize)]
@@ -120,9 +123,9 @@ pub async fn trigger(
         None => chrono::Utc::now().date_naive(),
     };
     let t = o.logical_time(&name, date).map_err(store_err)?;
-    let id = o.trigger(&name, t, "manual").map_err(|e| {
-        ApiError::new(StatusCode::CONFLICT, ErrorKind::User, e.to_string())
-    })?;
+    let id = o
+        .trigger(&name, t, "manual")
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, ErrorKind::User, e.to_string()))?;
     Ok((
         StatusCode::CREATED,
         axum::Json(json!({ "run_id": id, "dag": name, "logical_date": date.to_string(), "state": "queued" })),
@@ -130,14 +133,15 @@ pub async fn trigger(
         .into_response())
 }
 
-pub async fn run(
-    State(weir): State<Arc<Weir>>,
-    Path(id): Path<i64>,
-) -> Result<Response, ApiError> {
+pub async fn run(State(weir): State<Arc<Weir>>, Path(id): Path<i64>) -> Result<Response, ApiError> {
     let o = orch(&weir)?;
     let s = o.store();
     let r = s.run(id).map_err(store_err)?.ok_or_else(|| {
-        ApiError::new(StatusCode::NOT_FOUND, ErrorKind::User, format!("no run {id}"))
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorKind::User,
+            format!("no run {id}"),
+        )
     })?;
     Ok(axum::Json(json!({
         "run": r,

@@ -169,10 +169,16 @@ async fn bench_dag(repeat: usize) -> anyhow::Result<ExitCode> {
         } else {
             format!("after = [\"t{}\"]\n", i - 1)
         };
-        let _ = writeln!(toml, "[[dags.chain10.tasks]]\nid = \"t{i}\"\n{after}noop = true");
+        let _ = writeln!(
+            toml,
+            "[[dags.chain10.tasks]]\nid = \"t{i}\"\n{after}noop = true"
+        );
     }
     for (name, n) in [("fanout1000", 1000), ("fanout10000", 10_000)] {
-        let _ = writeln!(toml, "[dags.{name}]\n[[dags.{name}.tasks]]\nid = \"root\"\nnoop = true");
+        let _ = writeln!(
+            toml,
+            "[dags.{name}]\n[[dags.{name}.tasks]]\nid = \"root\"\nnoop = true"
+        );
         for i in 0..n {
             let _ = writeln!(
                 toml,
@@ -220,7 +226,10 @@ async fn bench_dag(repeat: usize) -> anyhow::Result<ExitCode> {
             "run_ms_median": total_ms,
             "tasks_per_second": tasks as f64 / (total_ms / 1000.0),
         }));
-        eprintln!("{}", results.last().map(|v| v.to_string()).unwrap_or_default());
+        eprintln!(
+            "{}",
+            results.last().map(|v| v.to_string()).unwrap_or_default()
+        );
     }
     println!("{}", serde_json::to_string_pretty(&results)?);
     let _ = std::fs::remove_dir_all(&dir);

@@ -92,8 +92,10 @@ pub async fn run(project: Project, cmd: DagCommand) -> anyhow::Result<ExitCode> 
                     d.schedule.as_deref().unwrap_or("(manual)"),
                     d.timezone,
                     d.tasks.len(),
-                    last.first()
-                        .map_or("none".into(), |r| format!("{} {} ({})", r.id, r.logical_date, r.state))
+                    last.first().map_or("none".into(), |r| format!(
+                        "{} {} ({})",
+                        r.id, r.logical_date, r.state
+                    ))
                 );
             }
         }
@@ -130,7 +132,10 @@ pub async fn run(project: Project, cmd: DagCommand) -> anyhow::Result<ExitCode> 
                 print!("  next ticks:");
                 for _ in 0..3 {
                     if let Some(n) = sched.next_tick(t, false) {
-                        print!(" {}", n.with_timezone(&sched.tz()).format("%Y-%m-%d %H:%M %Z"));
+                        print!(
+                            " {}",
+                            n.with_timezone(&sched.tz()).format("%Y-%m-%d %H:%M %Z")
+                        );
                         t = n;
                     }
                 }
@@ -212,7 +217,10 @@ pub async fn run(project: Project, cmd: DagCommand) -> anyhow::Result<ExitCode> 
         }
         DagCommand::Logs { run } => {
             let r = store.run(run)?.with_context(|| format!("no run {run}"))?;
-            println!("run {} of `{}` for {} ({})", r.id, r.dag, r.logical_date, r.state);
+            println!(
+                "run {} of `{}` for {} ({})",
+                r.id, r.dag, r.logical_date, r.state
+            );
             for a in store.attempts(run)? {
                 println!(
                     "--- {} attempt {} {} at {} ({})",
@@ -242,11 +250,9 @@ pub async fn run(project: Project, cmd: DagCommand) -> anyhow::Result<ExitCode> 
         }
         DagCommand::Clear { run, task, run_now } => {
             let r = store.run(run)?.with_context(|| format!("no run {run}"))?;
-            let d = project
-                .config
-                .dags
-                .get(&r.dag)
-                .with_context(|| format!("the DAG `{}` of run {run} is no longer configured", r.dag))?;
+            let d = project.config.dags.get(&r.dag).with_context(|| {
+                format!("the DAG `{}` of run {run} is no longer configured", r.dag)
+            })?;
             let mut cleared: Vec<String> = Vec::new();
             if !task.is_empty() {
                 let mut stack = task.clone();
@@ -273,7 +279,11 @@ pub async fn run(project: Project, cmd: DagCommand) -> anyhow::Result<ExitCode> 
                 } else {
                     cleared.join(", ")
                 },
-                if run_now { "now" } else { "when `weir run` schedules it" }
+                if run_now {
+                    "now"
+                } else {
+                    "when `weir run` schedules it"
+                }
             );
             if run_now {
                 let rows = orch.execute_runs(&[run], |_, _| {}).await?;
@@ -304,7 +314,10 @@ fn report(orch: &Orchestrator, rows: &[RunRow]) -> anyhow::Result<ExitCode> {
         }
     }
     if failed > 0 {
-        eprintln!("{failed} of {} runs failed; `weir dag logs RUN` shows why", rows.len());
+        eprintln!(
+            "{failed} of {} runs failed; `weir dag logs RUN` shows why",
+            rows.len()
+        );
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)

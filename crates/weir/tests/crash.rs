@@ -66,6 +66,31 @@ fn run_until_idle(config: &Path, kill_after: Option<Duration>) -> bool {
     }
 }
 
+/// Runs the (drained) project once: ms until `weir run` reports it is running, and in all.
+fn startup(config: &Path) -> (u64, u64) {
+    use std::io::BufRead;
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("run")
+        .arg("-c")
+        .arg(config)
+        .arg("--exit-when-idle")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = None;
+    for line in std::io::BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if ready.is_none() && line.contains("weir is running") {
+            ready = Some(started.elapsed().as_millis() as u64);
+        }
+    }
+    assert!(child.wait().unwrap().success());
+    let total = started.elapsed().as_millis() as u64;
+    (ready.expect("`weir run` never said it was running"), total)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_at_random_points_loses_and_duplicates_nothing() {
     let tmp = tempfile::tempdir().unwrap();
@@ -80,17 +105,15 @@ async fn kill_9_at_random_points_loses_and_duplicates_nothing() {
     preload(&crashed, &input);
     preload(&clean, &input);
 
-    // The uninterrupted run goes first, then a second run of the drained project: the two
-    // durations give the processing time and the start-up cost on this machine, and the kill
-    // delays are drawn from them so that 20 kills land all through the work, whether the
-    // machine is fast or slow.
+    // The uninterrupted run goes first, then a run of the drained project: the two give the
+    // processing time and the start-up cost (until `weir run` says it is running) on this
+    // machine, and the kill delays are drawn from them, so that 20 kills land all through
+    // the work whether the machine is fast or slow.
     let started = Instant::now();
     assert!(run_until_idle(&clean, None));
     let clean_ms = started.elapsed().as_millis() as u64;
-    let started = Instant::now();
-    assert!(run_until_idle(&clean, None));
-    let startup_ms = started.elapsed().as_millis() as u64;
-    let work_ms = clean_ms.saturating_sub(startup_ms).max(200);
+    let (startup_ms, idle_ms) = startup(&clean);
+    let work_ms = clean_ms.saturating_sub(idle_ms).max(200);
 
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(
         std::env::var("WEIR_CRASH_SEED")
@@ -116,7 +139,7 @@ async fn kill_9_at_random_points_loses_and_duplicates_nothing() {
     }
     eprintln!(
         "{kills} kills in {runs} runs (input done after {finished_at:?} kills); \
-         clean run {clean_ms} ms, start-up {startup_ms} ms, delays {lo}..={hi} ms"
+         clean run {clean_ms} ms, start-up {startup_ms} ms (idle run {idle_ms} ms), delays {lo}..={hi} ms"
     );
     assert!(
         finished_at.is_none_or(|k| k >= 10),

@@ -128,7 +128,11 @@ retry_delay = "100ms"
         ],
         &config,
     ));
-    assert_eq!(out.lines().filter(|l| l.contains(" success:")).count(), 7, "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.contains(" success:")).count(),
+        7,
+        "{out}"
+    );
 
     // (`weir run` above also scheduled its own latest run, for yesterday.)
     let runs: Vec<_> = store
@@ -157,7 +161,9 @@ retry_delay = "100ms"
         }
         let checks = store.checks(r.id).unwrap();
         assert!(
-            checks.iter().any(|c| c.check_name == "unique(customer_id)" && c.passed),
+            checks
+                .iter()
+                .any(|c| c.check_name == "unique(customer_id)" && c.passed),
             "{checks:?}"
         );
     }
@@ -209,7 +215,14 @@ retry_delay = "100ms"
         .unwrap()
         .id;
     ok(&weir(
-        &["dag", "clear", &id.to_string(), "--task", "build", "--run-now"],
+        &[
+            "dag",
+            "clear",
+            &id.to_string(),
+            "--task",
+            "build",
+            "--run-now",
+        ],
         &config,
     ));
     let again = ok(&weir(
@@ -223,7 +236,13 @@ retry_delay = "100ms"
     ));
     assert_eq!(again, built);
     let logs = ok(&weir(&["dag", "logs", &id.to_string()], &config));
-    assert!(logs.contains("built `gold_customer_daily` partition date=2026-01-03: 5 rows"), "{logs}");
+    assert!(
+        logs.contains("built `gold_customer_daily` partition date=2026-01-03: 5 rows"),
+        "{logs}"
+    );
     let listed = ok(&weir(&["dag", "runs", "daily_customer"], &config));
-    assert!(listed.contains("2026-01-07") && listed.contains("success"), "{listed}");
+    assert!(
+        listed.contains("2026-01-07") && listed.contains("success"),
+        "{listed}"
+    );
 }

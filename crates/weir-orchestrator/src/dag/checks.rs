@@ -104,7 +104,11 @@ async fn run_one(
 ) -> Result<(bool, String)> {
     Ok(match c.kind {
         CheckKind::RowCount => {
-            let n = int(session, &format!("SELECT count(*) FROM {from} WHERE {filter}")).await?;
+            let n = int(
+                session,
+                &format!("SELECT count(*) FROM {from} WHERE {filter}"),
+            )
+            .await?;
             let ok = c.min.is_none_or(|m| n >= m) && c.max.is_none_or(|m| n <= m);
             let bounds = match (c.min, c.max) {
                 (Some(a), Some(b)) => format!("expected {a}..={b}"),
@@ -178,7 +182,9 @@ async fn run_one(
                     )
                     .await?
                     .unwrap_or_default();
-                    bad.push(format!("{col}: {n} rows outside the list (e.g. `{example}`)"));
+                    bad.push(format!(
+                        "{col}: {n} rows outside the list (e.g. `{example}`)"
+                    ));
                 }
             }
             (
@@ -254,7 +260,11 @@ async fn run_one(
                 ));
             };
             let col = q(col);
-            let today = int(session, &format!("SELECT count(*) FROM {from} WHERE {filter}")).await?;
+            let today = int(
+                session,
+                &format!("SELECT count(*) FROM {from} WHERE {filter}"),
+            )
+            .await?;
             let batches = session
                 .run(&format!(
                     "SELECT count(*) FROM {from} WHERE {col} < DATE {} GROUP BY {col} \
@@ -282,8 +292,18 @@ async fn run_one(
             let var = history.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
             let sd = var.sqrt();
             let x = today as f64;
-            let z = if sd > 0.0 { (x - mean) / sd } else if x == mean { 0.0 } else { f64::INFINITY };
-            let pct = if mean > 0.0 { (x - mean).abs() / mean * 100.0 } else { 0.0 };
+            let z = if sd > 0.0 {
+                (x - mean) / sd
+            } else if x == mean {
+                0.0
+            } else {
+                f64::INFINITY
+            };
+            let pct = if mean > 0.0 {
+                (x - mean).abs() / mean * 100.0
+            } else {
+                0.0
+            };
             let ok = c.max_z.is_none_or(|m| z.abs() <= m) && c.max_pct.is_none_or(|m| pct <= m);
             (
                 ok,

@@ -326,7 +326,10 @@ impl CheckConfig {
     pub fn validate(&self) -> Result<(), String> {
         let need_cols = matches!(
             self.kind,
-            CheckKind::Unique | CheckKind::NotNull | CheckKind::AcceptedValues | CheckKind::Freshness
+            CheckKind::Unique
+                | CheckKind::NotNull
+                | CheckKind::AcceptedValues
+                | CheckKind::Freshness
         );
         if need_cols && self.columns.is_empty() {
             return Err("expected `columns` for this check".into());
@@ -400,10 +403,7 @@ pub fn validate_dag(
         {
             return Err((
                 key("id"),
-                format!(
-                    "`{}` is not a task id (letters, digits, `_` and `-`)",
-                    t.id
-                ),
+                format!("`{}` is not a task id (letters, digits, `_` and `-`)", t.id),
             ));
         }
         if !seen.insert(t.id.as_str()) {

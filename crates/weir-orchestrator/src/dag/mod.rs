@@ -95,12 +95,7 @@ impl Orchestrator {
         let o = &project.config.orchestrator;
         let slots = Arc::new(Semaphore::new(o.max_parallel_tasks.max(1)));
         let runs = Arc::new(Semaphore::new(o.max_active_runs.max(1)));
-        let owner = format!(
-            "{}:{}:{}",
-            host(),
-            std::process::id(),
-            random_u64() as u32
-        );
+        let owner = format!("{}:{}:{}", host(), std::process::id(), random_u64() as u32);
         Ok(Arc::new(Self {
             project,
             lake,
@@ -149,7 +144,8 @@ impl Orchestrator {
     /// runs and scheduled runs of one date are the same run), or midnight without a schedule.
     pub fn logical_time(&self, dag: &str, date: NaiveDate) -> Result<DateTime<Utc>> {
         let d = self.dag(dag)?;
-        let tz = schedule::parse_tz(&d.timezone).map_err(|reason| OrchestratorError::Dag { reason })?;
+        let tz =
+            schedule::parse_tz(&d.timezone).map_err(|reason| OrchestratorError::Dag { reason })?;
         Ok(match self.schedule_of(d) {
             Some(s) => s
                 .next_tick(s.day_start(date), true)
@@ -208,7 +204,10 @@ impl Orchestrator {
         for t in times {
             let date = self.date_of(d, t);
             let us = t.timestamp_micros();
-            let id = match self.store.create_run(dag, us, &date, "backfill", now_us())? {
+            let id = match self
+                .store
+                .create_run(dag, us, &date, "backfill", now_us())?
+            {
                 Some(id) => id,
                 None => self.store.run_at(dag, us)?.map_or(0, |r| r.id),
             };
@@ -249,9 +248,7 @@ impl Orchestrator {
                 v
             } else {
                 match s.latest_due(now) {
-                    Some(t)
-                        if start.is_none_or(|st| t >= st) && last.is_none_or(|l| t > l) =>
-                    {
+                    Some(t) if start.is_none_or(|st| t >= st) && last.is_none_or(|l| t > l) => {
                         vec![(t, "scheduled")]
                     }
                     _ => Vec::new(),
@@ -285,9 +282,7 @@ impl Orchestrator {
             if only.is_some_and(|o| !o.contains(&run.id)) {
                 continue;
             }
-            let bound = if run.state == run_state::QUEUED
-                || run.heartbeat_us.unwrap_or(0) < stale
-            {
+            let bound = if run.state == run_state::QUEUED || run.heartbeat_us.unwrap_or(0) < stale {
                 stale
             } else if run.owner.as_deref().is_some_and(owner_gone) {
                 i64::MAX
@@ -297,8 +292,8 @@ impl Orchestrator {
             let Ok(d) = self.dag(&run.dag) else {
                 continue; // a DAG removed from the config: its runs stay as they are
             };
-            let counted_self = run.state == run_state::RUNNING
-                && run.heartbeat_us.unwrap_or(0) >= stale;
+            let counted_self =
+                run.state == run_state::RUNNING && run.heartbeat_us.unwrap_or(0) >= stale;
             let active = self.store.active_runs(&run.dag, stale)?;
             if active.saturating_sub(usize::from(counted_self)) >= d.max_active_runs {
                 continue;
@@ -320,9 +315,12 @@ impl Orchestrator {
 
     /// Runs the claimed run `run_id` to its end.
     async fn execute(self: Arc<Self>, run_id: i64) -> Result<RunOutcome> {
-        let run = self.store.run(run_id)?.ok_or_else(|| OrchestratorError::Dag {
-            reason: format!("run {run_id} does not exist"),
-        })?;
+        let run = self
+            .store
+            .run(run_id)?
+            .ok_or_else(|| OrchestratorError::Dag {
+                reason: format!("run {run_id} does not exist"),
+            })?;
         let dag = self.dag(&run.dag)?.clone();
         let heart = {
             let me = self.clone();
@@ -341,7 +339,8 @@ impl Orchestrator {
             Ok(true) => run_state::SUCCESS,
             _ => run_state::FAILED,
         };
-        self.store.finish_run(run_id, &self.owner, state, now_us())?;
+        self.store
+            .finish_run(run_id, &self.owner, state, now_us())?;
         let alert = |event: &str, error: Option<String>| Alert {
             event: event.into(),
             dag: run.dag.clone(),
@@ -451,7 +450,10 @@ impl Orchestrator {
         for i in 0..dag.tasks.len() {
             if ready(&rows, i) {
                 launched[i] = true;
-                set.spawn(self.clone().run_task(run.clone(), dag.clone(), i, rows[i].clone()));
+                set.spawn(
+                    self.clone()
+                        .run_task(run.clone(), dag.clone(), i, rows[i].clone()),
+                );
             }
         }
         while let Some(done) = set.join_next().await {
@@ -463,7 +465,12 @@ impl Orchestrator {
                 for &d in &down[i] {
                     if !launched[d] && ready(&rows, d) {
                         launched[d] = true;
-                        set.spawn(self.clone().run_task(run.clone(), dag.clone(), d, rows[d].clone()));
+                        set.spawn(self.clone().run_task(
+                            run.clone(),
+                            dag.clone(),
+                            d,
+                            rows[d].clone(),
+                        ));
                     }
                 }
             } else {
@@ -489,7 +496,9 @@ impl Orchestrator {
         mut row: TaskRow,
     ) -> Result<(usize, TaskRow)> {
         let t = &dag.tasks[i];
-        let kind: TaskKind = t.kind().map_err(|reason| OrchestratorError::Dag { reason })?;
+        let kind: TaskKind = t
+            .kind()
+            .map_err(|reason| OrchestratorError::Dag { reason })?;
         let ctx = TaskContext {
             dag: run.dag.clone(),
             task: t.id.clone(),
@@ -502,11 +511,14 @@ impl Orchestrator {
             if row.tries > 0 {
                 tokio::time::sleep(backoff(t.retry_delay.0, row.tries)).await;
             }
-            let permit = self.slots.clone().acquire_owned().await.map_err(|_| {
-                OrchestratorError::Dag {
-                    reason: "the orchestrator is shutting down".into(),
-                }
-            })?;
+            let permit =
+                self.slots
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| OrchestratorError::Dag {
+                        reason: "the orchestrator is shutting down".into(),
+                    })?;
             row.tries += 1;
             let started = now_us();
             row.state = task_state::RUNNING.into();
@@ -558,7 +570,14 @@ impl Orchestrator {
                     };
                     self.store.put_attempt(&attempt)?;
                     self.store.put_task(&row)?;
-                    tracing::warn!(dag = run.dag, task = t.id, run_id = run.id, attempt = row.tries, error = first_line, "task attempt failed");
+                    tracing::warn!(
+                        dag = run.dag,
+                        task = t.id,
+                        run_id = run.id,
+                        attempt = row.tries,
+                        error = first_line,
+                        "task attempt failed"
+                    );
                     let alert = |event: &str| Alert {
                         event: event.into(),
                         dag: run.dag.clone(),
@@ -590,6 +609,56 @@ impl Orchestrator {
                 }
             }
         }
+    }
+
+    /// Data-aware triggers: a DAG with `on_commit = "t"` gets a run once table `t` has a new
+    /// Delta version and no newer one for `debounce`. Commits made before this process
+    /// started do not trigger. Returns the runs created.
+    pub async fn trigger_on_commit(
+        &self,
+        watch: &mut CommitWatch,
+        now: std::time::Instant,
+    ) -> Result<Vec<i64>> {
+        let mut created = Vec::new();
+        for (name, d) in &self.project.config.dags {
+            let Some(table) = &d.on_commit else { continue };
+            let version = if self.lake.exists(table) {
+                self.lake.info(table).await.map_or(-1, |i| i.version)
+            } else {
+                -1
+            };
+            let w = watch.tables.entry(name.clone()).or_insert(WatchState {
+                triggered: version,
+                seen: version,
+                changed_at: now,
+            });
+            if version != w.seen {
+                w.seen = version;
+                w.changed_at = now;
+            }
+            if w.seen > w.triggered && now.duration_since(w.changed_at) >= d.debounce.0 {
+                w.triggered = w.seen;
+                let t = Utc::now();
+                let date = self.date_of(d, t);
+                if let Some(id) = self.store.create_run(
+                    name,
+                    t.timestamp_micros(),
+                    &date,
+                    "on_commit",
+                    now_us(),
+                )? {
+                    tracing::info!(
+                        dag = name,
+                        table,
+                        version,
+                        run_id = id,
+                        "table committed: run queued"
+                    );
+                    created.push(id);
+                }
+            }
+        }
+        Ok(created)
     }
 
     /// Sends SLA alerts for runs that have not succeeded `sla` after their scheduled time.
@@ -635,10 +704,17 @@ impl Orchestrator {
     /// start, like after a crash).
     pub async fn serve(self: Arc<Self>, stop: Arc<std::sync::atomic::AtomicBool>) {
         let mut handles: Vec<tokio::task::JoinHandle<Result<RunOutcome>>> = Vec::new();
+        let mut watch = CommitWatch::default();
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
             let now = Utc::now();
             if let Err(e) = self.schedule_due(now) {
                 tracing::error!(error = %e, "scheduling runs failed");
+            }
+            if let Err(e) = self
+                .trigger_on_commit(&mut watch, std::time::Instant::now())
+                .await
+            {
+                tracing::error!(error = %e, "data-aware triggers failed");
             }
             match self.start_claimable(None) {
                 Ok(h) => handles.extend(h),
@@ -648,7 +724,12 @@ impl Orchestrator {
                 tracing::warn!(error = %e, "SLA check failed");
             }
             handles.retain(|h| !h.is_finished());
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            for _ in 0..5 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
     }
 
@@ -716,6 +797,21 @@ fn owner_gone(owner: &str) -> bool {
         && pid.parse::<u32>().is_ok_and(|p| p != std::process::id())
         && std::path::Path::new("/proc/self").exists()
         && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// What the data-aware triggers have seen, per DAG.
+#[derive(Debug, Default)]
+pub struct CommitWatch {
+    tables: BTreeMap<String, WatchState>,
+}
+
+#[derive(Debug)]
+struct WatchState {
+    /// The version the last run was created for.
+    triggered: i64,
+    /// The newest version seen.
+    seen: i64,
+    changed_at: std::time::Instant,
 }
 
 fn humanize(secs: i64) -> String {

@@ -64,7 +64,10 @@ impl Schedule {
         self.tz
             .from_local_datetime(&midnight)
             .earliest()
-            .map_or_else(|| Utc.from_utc_datetime(&midnight), |d| d.with_timezone(&Utc))
+            .map_or_else(
+                || Utc.from_utc_datetime(&midnight),
+                |d| d.with_timezone(&Utc),
+            )
     }
 
     /// Logical date of a run whose interval starts at `t`.
@@ -74,12 +77,7 @@ impl Schedule {
 
     /// Interval starts of every run whose interval has ended by `now`, from the first tick at or
     /// after `from` on; at most `limit` of them (the newest are kept).
-    pub fn due(
-        &self,
-        from: DateTime<Utc>,
-        now: DateTime<Utc>,
-        limit: usize,
-    ) -> Vec<DateTime<Utc>> {
+    pub fn due(&self, from: DateTime<Utc>, now: DateTime<Utc>, limit: usize) -> Vec<DateTime<Utc>> {
         let mut out = std::collections::VecDeque::new();
         let Some(mut start) = self.next_tick(from, true) else {
             return Vec::new();
@@ -135,7 +133,11 @@ mod tests {
     #[test]
     fn daily_runs_cover_the_day_before_their_start() {
         let s = Schedule::try_new("0 2 * * *", "UTC").unwrap();
-        let due = s.due(utc("2026-01-15T00:00:00Z"), utc("2026-01-18T03:00:00Z"), 100);
+        let due = s.due(
+            utc("2026-01-15T00:00:00Z"),
+            utc("2026-01-18T03:00:00Z"),
+            100,
+        );
         let dates: Vec<String> = due.iter().map(|t| s.date_of(*t).to_string()).collect();
         // The Jan 17 interval ends Jan 18 02:00, before `now`; Jan 18's has not ended.
         assert_eq!(dates, ["2026-01-15", "2026-01-16", "2026-01-17"]);
@@ -163,7 +165,11 @@ mod tests {
     #[test]
     fn bad_expressions_say_what_was_expected() {
         assert!(parse_cron("0 2 * *").unwrap_err().contains("5 fields"));
-        assert!(parse_cron("0 25 * * *").unwrap_err().contains("cannot parse"));
+        assert!(
+            parse_cron("0 25 * * *")
+                .unwrap_err()
+                .contains("cannot parse")
+        );
         assert!(parse_tz("Mars/Olympus").unwrap_err().contains("IANA"));
         assert!(parse_date("15/01/2026").unwrap_err().contains("2026-01-15"));
     }

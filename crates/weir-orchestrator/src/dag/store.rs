@@ -237,13 +237,10 @@ impl SqliteStore {
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T> {
-        let mut c = self
-            .conn
-            .lock()
-            .map_err(|_| OrchestratorError::Store {
-                path: self.path.clone(),
-                reason: "a thread panicked while holding the store".into(),
-            })?;
+        let mut c = self.conn.lock().map_err(|_| OrchestratorError::Store {
+            path: self.path.clone(),
+            reason: "a thread panicked while holding the store".into(),
+        })?;
         f(&mut c).map_err(|e| OrchestratorError::Store {
             path: self.path.clone(),
             reason: e.to_string(),

@@ -180,7 +180,10 @@ async fn build(
         .ok_or_else(|| format!("`{table}` has no partition_by column to build by date"))?;
     let sql = project.sql[table].trim().trim_end_matches(';');
     let session = session(project, lake, Some(table)).await?;
-    let query = format!("SELECT * FROM ({sql}) AS t WHERE t.\"{column}\" = DATE '{}'", ctx.ds);
+    let query = format!(
+        "SELECT * FROM ({sql}) AS t WHERE t.\"{column}\" = DATE '{}'",
+        ctx.ds
+    );
     let df = session
         .context()
         .sql(&query)
