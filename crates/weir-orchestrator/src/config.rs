@@ -448,6 +448,17 @@ impl Project {
                     .map_err(|m| self.err(format!("tables.{name}.checks[{i}]"), m))?;
             }
         }
+        let mut rule_names = std::collections::BTreeSet::new();
+        for (i, r) in c.alerts.rules.iter().enumerate() {
+            r.validate()
+                .map_err(|m| self.err(format!("alerts.rules[{i}]"), m))?;
+            if !rule_names.insert(r.name.as_str()) {
+                return Err(self.err(
+                    format!("alerts.rules[{i}].name"),
+                    format!("`{}` is used twice", r.name),
+                ));
+            }
+        }
         let kinds: BTreeMap<String, bool> = c
             .tables
             .iter()

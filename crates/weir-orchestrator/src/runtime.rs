@@ -170,10 +170,13 @@ impl Weir {
                 })?;
             self.threads.lock().map(|mut t| t.push(h)).ok();
         }
-        if !self.project.config.dags.is_empty() {
+        let dags = !self.project.config.dags.is_empty();
+        let rules = !self.project.config.alerts.rules.is_empty();
+        if dags || rules {
             let orch = crate::dag::Orchestrator::open(self.project.clone())?;
             let _ = self.dags.set(orch.clone());
             let stop = self.stop.clone();
+            let me = self.clone();
             let h = std::thread::Builder::new()
                 .name("weir-scheduler".into())
                 .spawn(move || {
@@ -183,7 +186,17 @@ impl Weir {
                         .enable_all()
                         .build()
                     {
-                        Ok(rt) => rt.block_on(orch.serve(stop)),
+                        Ok(rt) => rt.block_on(async move {
+                            let alerts = tokio::spawn(me.clone().watch_rules(orch.clone()));
+                            if dags {
+                                orch.serve(stop).await;
+                            } else {
+                                while !me.stopping() {
+                                    tokio::time::sleep(Duration::from_millis(100)).await;
+                                }
+                            }
+                            alerts.abort();
+                        }),
                         Err(e) => tracing::error!(error = %e, "cannot start the scheduler"),
                     }
                 })
@@ -314,6 +327,93 @@ impl Weir {
     /// DAGs only).
     pub fn dags(&self) -> Option<&Arc<crate::dag::Orchestrator>> {
         self.dags.get()
+    }
+
+    /// The metrics alert rules watch, sampled now; rates and the latency quantile cover the
+    /// time since the previous sample (`prev`, updated).
+    pub fn sample_metrics(
+        &self,
+        prev: &mut Option<(crate::status::LatencyHistogram, u64, u64)>,
+    ) -> BTreeMap<String, f64> {
+        let st = self.pipeline_status();
+        let (quarantined, rows_in) = st.tables.values().fold((0, 0), |(q, r), t| {
+            (q + t.metrics.quarantined, r + t.metrics.rows_in)
+        });
+        let mut m = BTreeMap::new();
+        m.insert("lag_records".to_string(), self.lag() as f64);
+        let dlq = self
+            .log
+            .topic(DLQ_TOPIC)
+            .and_then(|t| t.partition(0).map(|p| p.end_offset()))
+            .unwrap_or(0);
+        m.insert("dead_letters".to_string(), dlq as f64);
+        if let Some(rss) = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            })
+        {
+            m.insert("rss_bytes".to_string(), rss * 1024.0);
+        }
+        if let Some((lat, q0, r0)) = prev.as_ref() {
+            if let Some(p99) = st.latency.since(lat).quantile(0.99) {
+                m.insert("latency_p99_seconds".to_string(), p99 / 1000.0);
+            }
+            let rows = rows_in.saturating_sub(*r0);
+            if rows > 0 {
+                m.insert(
+                    "quarantine_rate".to_string(),
+                    quarantined.saturating_sub(*q0) as f64 / rows as f64,
+                );
+            }
+        }
+        *prev = Some((st.latency.clone(), quarantined, rows_in));
+        m
+    }
+
+    /// Evaluates `[[alerts.rules]]` every `rule_interval` until the project stops.
+    async fn watch_rules(self: Arc<Self>, orch: Arc<crate::dag::Orchestrator>) {
+        let cfg = &self.project.config.alerts;
+        if cfg.rules.is_empty() {
+            return;
+        }
+        let mut engine = crate::dag::rules::RuleEngine::new(cfg.rules.clone());
+        let mut prev = None;
+        while !self.stopping() {
+            let metrics = self.sample_metrics(&mut prev);
+            for ev in engine.evaluate(Instant::now(), &metrics) {
+                let (rule, value, resolved) = match ev {
+                    crate::dag::rules::RuleEvent::Fire { rule, value } => (rule, value, false),
+                    crate::dag::rules::RuleEvent::Resolve { rule, value } => (rule, value, true),
+                };
+                let Some(r) = engine.rule(&rule) else {
+                    continue;
+                };
+                let alert = crate::dag::alerts::Alert {
+                    event: "metric_rule".into(),
+                    dag: self.project.config.project.name.clone(),
+                    task: Some(rule.clone()),
+                    run_id: None,
+                    logical_date: None,
+                    error: Some(format!(
+                        "{} = {value:.4} (threshold {}{})",
+                        r.metric,
+                        r.above,
+                        r.for_.map_or(String::new(), |d| format!(" for {d}"))
+                    )),
+                    resolved: false,
+                };
+                let key = format!("rule:{rule}");
+                if resolved {
+                    orch.alerter().resolve(&key, alert);
+                } else {
+                    orch.alerter().fire(&key, alert);
+                }
+            }
+            tokio::time::sleep(cfg.rule_interval.0).await;
+        }
     }
 
     /// Asks every thread to stop.

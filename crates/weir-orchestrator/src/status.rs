@@ -30,6 +30,21 @@ impl LatencyHistogram {
         self.count += 1;
     }
 
+    /// The latencies recorded since `earlier` (a clone of this histogram taken before).
+    pub fn since(&self, earlier: &LatencyHistogram) -> LatencyHistogram {
+        let mut buckets = BTreeMap::new();
+        for (b, c) in &self.buckets {
+            let d = c.saturating_sub(earlier.buckets.get(b).copied().unwrap_or(0));
+            if d > 0 {
+                buckets.insert(*b, d);
+            }
+        }
+        LatencyHistogram {
+            count: buckets.values().sum(),
+            buckets,
+        }
+    }
+
     /// The q-quantile (0..=1) in ms, to bucket precision; `None` when empty.
     pub fn quantile(&self, q: f64) -> Option<f64> {
         if self.count == 0 {

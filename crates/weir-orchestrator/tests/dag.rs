@@ -537,3 +537,62 @@ noop = true
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].kind, "on_commit");
 }
+
+#[test]
+fn a_metric_rule_alert_reaches_the_webhook_once() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("sql")).unwrap();
+    std::fs::write(dir.path().join("sql/clean.sql"), "SELECT id FROM events").unwrap();
+    let (url, hooks) = webhook_receiver();
+    let toml = format!(
+        r#"
+[project]
+name = "rules"
+
+[server]
+listen = "127.0.0.1:0"
+
+[sources.events]
+type = "http"
+
+[tables.clean]
+from = "events"
+sql = "sql/clean.sql"
+schema = "id string"
+
+[alerts]
+webhook = "{url}"
+rule_interval = "100ms"
+
+[[alerts.rules]]
+name = "rejects"
+metric = "dead_letters"
+above = 0
+for = "300ms"
+"#
+    );
+    let project = load(dir.path(), &toml);
+    let weir = weir_orchestrator::Weir::open(project).unwrap();
+    weir.start(Vec::new()).unwrap();
+    // Not UTF-8: dead-lettered by the source.
+    let r = weir
+        .ingest("events", b"{\"id\": \"a\"}\n\xff\xfe\n")
+        .unwrap();
+    assert_eq!((r.accepted, r.rejected), (1, 1));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while hooks.lock().unwrap().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    weir.stop();
+    weir.join();
+    let hooks = hooks.lock().unwrap().clone();
+    assert_eq!(hooks.len(), 1, "fires once: {hooks:?}");
+    let v: serde_json::Value = serde_json::from_str(&hooks[0]).unwrap();
+    assert_eq!(v["weir"]["event"], "metric_rule");
+    assert_eq!(v["weir"]["task"], "rejects");
+    assert!(
+        v["text"].as_str().unwrap().contains("dead_letters = 1"),
+        "{v}"
+    );
+}

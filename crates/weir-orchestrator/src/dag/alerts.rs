@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::dag::store::MetaStore;
 
 /// `[alerts]`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertsConfig {
     /// URL that receives a POST of Slack-compatible JSON per alert.
@@ -18,6 +18,27 @@ pub struct AlertsConfig {
     /// Email over SMTP.
     #[serde(default)]
     pub email: Option<EmailConfig>,
+    /// Conditions on pipeline metrics, evaluated continuously by `weir run`.
+    #[serde(default)]
+    pub rules: Vec<crate::dag::rules::RuleConfig>,
+    /// How often the rules sample the metrics.
+    #[serde(default = "default_rule_interval")]
+    pub rule_interval: weir_core::HumanDuration,
+}
+
+fn default_rule_interval() -> weir_core::HumanDuration {
+    weir_core::HumanDuration(std::time::Duration::from_secs(10))
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            webhook: None,
+            email: None,
+            rules: Vec::new(),
+            rule_interval: default_rule_interval(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

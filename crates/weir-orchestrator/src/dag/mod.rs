@@ -11,6 +11,7 @@
 pub mod alerts;
 pub mod checks;
 pub mod config;
+pub mod rules;
 pub mod schedule;
 pub mod store;
 pub mod tasks;
@@ -105,6 +106,10 @@ impl Orchestrator {
             slots,
             runs,
         }))
+    }
+
+    pub fn alerter(&self) -> &Alerter {
+        &self.alerter
     }
 
     pub fn store(&self) -> &Arc<dyn MetaStore> {
