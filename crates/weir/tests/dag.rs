@@ -64,6 +64,11 @@ after = ["check"]
 shell = "sleep 0.6"
 retries = 1
 retry_delay = "100ms"
+
+[[dags.daily_customer.tasks]]
+id = "export"
+after = ["build"]
+export = { table = "gold_customer_daily", path = "exports/gold_{{ ds }}.csv" }
 "#
     });
     let lines = week_of_events();
@@ -244,6 +249,10 @@ retry_delay = "100ms"
         logs.contains("built `gold_customer_daily` partition date=2026-01-03: 5 rows"),
         "{logs}"
     );
+    let csv = std::fs::read_to_string(config.parent().unwrap().join("exports/gold_2026-01-03.csv"))
+        .unwrap();
+    assert_eq!(csv.lines().next(), Some("date,customer_id,events,revenue"));
+    assert_eq!(csv.lines().count(), 1 + 5, "{csv}");
     let listed = ok(&weir(&["dag", "runs", "daily_customer"], &config));
     assert!(
         listed.contains("2026-01-07") && listed.contains("success"),

@@ -80,7 +80,7 @@ fn default_debounce() -> HumanDuration {
 }
 
 /// `[[dags.<name>.tasks]]`: one of `build`, `sql`, `check`, `shell`, `http`, `maintain`,
-/// `noop`.
+/// `export`, `noop`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskConfig {
@@ -116,9 +116,51 @@ pub struct TaskConfig {
     /// Compact and/or vacuum a Delta table.
     #[serde(default)]
     pub maintain: Option<MaintainConfig>,
+    /// Write a table's partition (or a query's rows) to a CSV, JSON-lines or Parquet file.
+    #[serde(default)]
+    pub export: Option<ExportConfig>,
     /// Do nothing (benchmarks, joins in a graph).
     #[serde(default)]
     pub noop: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExportConfig {
+    /// A table: its partition of the run's date when it is partitioned by date, else all of it.
+    #[serde(default)]
+    pub table: Option<String>,
+    /// Or a query (`{{ ds }}` is the logical date).
+    #[serde(default)]
+    pub query: Option<String>,
+    /// Output file, relative to weir.toml (`{{ ds }}` allowed); replaced atomically.
+    pub path: String,
+    /// csv, json (JSON lines) or parquet; default from the path's extension.
+    #[serde(default)]
+    pub format: Option<String>,
+}
+
+impl ExportConfig {
+    /// The output format, from `format` or the path's extension.
+    pub fn resolved_format(&self) -> Result<String, String> {
+        let f = match &self.format {
+            Some(f) => f.to_ascii_lowercase(),
+            None => std::path::Path::new(&self.path)
+                .extension()
+                .and_then(|e| e.to_str())
+                .map(|e| match e {
+                    "jsonl" | "ndjson" => "json".to_owned(),
+                    e => e.to_ascii_lowercase(),
+                })
+                .unwrap_or_default(),
+        };
+        match f.as_str() {
+            "csv" | "json" | "parquet" => Ok(f),
+            _ => Err(format!(
+                "expected `format` csv, json or parquet (or a path ending in one), got `{f}`"
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -169,6 +211,7 @@ pub enum TaskKind {
         compact: bool,
         vacuum: Option<std::time::Duration>,
     },
+    Export(ExportConfig),
     Http {
         url: String,
         method: String,
@@ -187,6 +230,7 @@ impl TaskKind {
             TaskKind::Shell(_) => "shell",
             TaskKind::Http { .. } => "http",
             TaskKind::Maintain { .. } => "maintain",
+            TaskKind::Export(_) => "export",
             TaskKind::Noop => "noop",
         }
     }
@@ -223,14 +267,19 @@ impl TaskConfig {
                 vacuum: m.vacuum.map(|d| d.0),
             });
         }
+        if let Some(e) = &self.export {
+            kinds.push(TaskKind::Export(e.clone()));
+        }
         if self.noop {
             kinds.push(TaskKind::Noop);
         }
         match kinds.len() {
             1 => Ok(kinds.remove(0)),
-            0 => Err("expected one of build, sql, check, shell, http, maintain, noop".into()),
+            0 => {
+                Err("expected one of build, sql, check, shell, http, maintain, export, noop".into())
+            }
             _ => Err(format!(
-                "expected one of build, sql, check, shell, http, maintain, noop; got {}",
+                "expected one of build, sql, check, shell, http, maintain, export, noop; got {}",
                 kinds
                     .iter()
                     .map(TaskKind::name)
@@ -454,6 +503,18 @@ pub fn validate_dag(
                         "expected `compact = true` and/or `vacuum = \"7d\"`".into(),
                     ));
                 }
+            }
+            TaskKind::Export(e) => {
+                match (&e.table, &e.query) {
+                    (Some(t), None) if !tables.contains_key(t) => {
+                        return Err((key("export.table"), format!("`{t}` is not a table")));
+                    }
+                    (Some(_), None) | (None, Some(_)) => {}
+                    _ => {
+                        return Err((key("export"), "expected one of `table` and `query`".into()));
+                    }
+                }
+                e.resolved_format().map_err(|m| (key("export.format"), m))?;
             }
             TaskKind::Http { method, url, .. } => {
                 if method != "GET" && method != "POST" {

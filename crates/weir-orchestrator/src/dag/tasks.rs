@@ -77,6 +77,7 @@ pub async fn run_attempt(
             Ok(format!("{rows} rows\n{shown}"))
         }
         TaskKind::Build(table) => build(project, lake, table, ctx).await,
+        TaskKind::Export(e) => export(project, lake, e, ctx).await,
         TaskKind::Maintain {
             table,
             compact,
@@ -214,6 +215,92 @@ async fn build(
         "built `{table}` partition {column}={}: {rows} rows, Delta version {version}",
         ctx.ds
     ))
+}
+
+/// Writes a table partition or a query result to a file, atomically (temp file + rename).
+async fn export(
+    project: &Project,
+    lake: &Lake,
+    e: &crate::dag::config::ExportConfig,
+    ctx: &TaskContext,
+) -> Result<String, String> {
+    let sql = match (&e.table, &e.query) {
+        (Some(t), _) => {
+            let part = project
+                .config
+                .tables
+                .get(t)
+                .and_then(|c| c.partition_by.first());
+            match part {
+                Some(c) => format!("SELECT * FROM \"{t}\" WHERE \"{c}\" = DATE '{}'", ctx.ds),
+                None => format!("SELECT * FROM \"{t}\""),
+            }
+        }
+        (None, Some(q)) => ctx.render(q),
+        (None, None) => return Err("export needs `table` or `query`".into()),
+    };
+    let session = session(project, lake, None).await?;
+    let df = session
+        .context()
+        .sql(&sql)
+        .await
+        .map_err(|err| format!("planning the export query: {err}"))?;
+    let schema: arrow::datatypes::SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let batches = df
+        .collect()
+        .await
+        .map_err(|err| format!("running the export query: {err}"))?;
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let path = project.root.join(ctx.render(&e.path));
+    let format = e.resolved_format()?;
+    let (schema2, path2) = (schema.clone(), path.clone());
+    tokio::task::spawn_blocking(move || write_file(&path2, &format, &schema2, &batches))
+        .await
+        .map_err(|err| format!("export task panicked: {err}"))??;
+    Ok(format!("exported {rows} rows to {}", path.display()))
+}
+
+fn write_file(
+    path: &std::path::Path,
+    format: &str,
+    schema: &arrow::datatypes::SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<(), String> {
+    let io = |err: std::io::Error| format!("writing {}: {err}", path.display());
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let tmp = path.with_extension("weir-tmp");
+    let file = std::fs::File::create(&tmp).map_err(io)?;
+    let arrow_err = |err: arrow::error::ArrowError| format!("writing {}: {err}", path.display());
+    match format {
+        "csv" => {
+            let mut w = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(file);
+            for b in batches {
+                w.write(b).map_err(arrow_err)?;
+            }
+        }
+        "json" => {
+            let mut w = arrow::json::LineDelimitedWriter::new(file);
+            for b in batches {
+                w.write(b).map_err(arrow_err)?;
+            }
+            w.finish().map_err(arrow_err)?;
+        }
+        _ => {
+            let mut w = parquet::arrow::ArrowWriter::try_new(file, schema.clone(), None)
+                .map_err(|err| format!("writing {}: {err}", path.display()))?;
+            for b in batches {
+                w.write(b)
+                    .map_err(|err| format!("writing {}: {err}", path.display()))?;
+            }
+            w.close()
+                .map_err(|err| format!("writing {}: {err}", path.display()))?;
+        }
+    }
+    std::fs::rename(&tmp, path).map_err(io)
 }
 
 async fn shell(cmd: &str, ctx: &TaskContext) -> Result<String, String> {
