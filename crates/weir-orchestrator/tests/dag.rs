@@ -596,3 +596,45 @@ for = "300ms"
         "{v}"
     );
 }
+
+#[test]
+fn a_missed_sla_alerts_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, hooks) = webhook_receiver();
+    let toml = format!(
+        r#"
+[alerts]
+webhook = "{url}"
+
+[dags.hourly]
+schedule = "0 * * * *"
+sla = "10m"
+[[dags.hourly.tasks]]
+id = "t"
+noop = true
+"#
+    );
+    let orch = Orchestrator::open(load(dir.path(), &toml)).unwrap();
+    // The 10:00–11:00 interval is due at 11:00; at 11:05 it is within its SLA, at 11:30 not.
+    let start = Utc.with_ymd_and_hms(2026, 6, 1, 10, 0, 0).unwrap();
+    let id = orch.trigger("hourly", start, "scheduled").unwrap();
+    orch.check_slas(Utc.with_ymd_and_hms(2026, 6, 1, 11, 5, 0).unwrap())
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(hooks.lock().unwrap().is_empty());
+    for _ in 0..2 {
+        orch.check_slas(Utc.with_ymd_and_hms(2026, 6, 1, 11, 30, 0).unwrap())
+            .unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while hooks.lock().unwrap().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let hooks = hooks.lock().unwrap().clone();
+    assert_eq!(hooks.len(), 1, "{hooks:?}");
+    let v: serde_json::Value = serde_json::from_str(&hooks[0]).unwrap();
+    assert_eq!(v["weir"]["event"], "sla_missed");
+    assert_eq!(v["weir"]["run_id"], id);
+    assert!(v["text"].as_str().unwrap().contains("SLA 10m"), "{v}");
+}

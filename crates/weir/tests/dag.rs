@@ -259,3 +259,103 @@ export = { table = "gold_customer_daily", path = "exports/gold_{{ ds }}.csv" }
         "{listed}"
     );
 }
+
+fn call(method: &str, url: &str, body: Option<&str>) -> (u16, serde_json::Value) {
+    let req = ureq::request(method, url);
+    let r = match body {
+        Some(b) => req.send_string(b),
+        None => req.call(),
+    };
+    match r {
+        Ok(r) => (r.status(), r.into_json().unwrap()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_json().unwrap_or_default()),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rest_api_lists_triggers_and_shows_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = shop_project(tmp.path(), |t| {
+        t.replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"")
+    });
+    let weir =
+        weir_orchestrator::Weir::open(weir_orchestrator::Project::load(&config).unwrap()).unwrap();
+    weir.start(Vec::new()).unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let addr = weir_server::serve(weir.clone(), "127.0.0.1:0", async move {
+        let _ = rx.await;
+    })
+    .await
+    .unwrap();
+    let base = format!("http://{addr}/v1");
+
+    let (code, list) = tokio::task::spawn_blocking({
+        let u = format!("{base}/dags");
+        move || call("GET", &u, None)
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 200);
+    let names: Vec<&str> = list["dags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"daily_customer"), "{list}");
+
+    let b = base.clone();
+    let (created, again, bad, missing) = tokio::task::spawn_blocking(move || {
+        let u = format!("{b}/dags/daily_customer/runs");
+        (
+            call("POST", &u, Some(r#"{"date": "2026-01-02"}"#)),
+            call("POST", &u, Some(r#"{"date": "2026-01-02"}"#)),
+            call("POST", &u, Some(r#"{"date": "02/01/2026"}"#)),
+            call("GET", &format!("{b}/dags/nope/runs"), None),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(created.0, 201, "{}", created.1);
+    assert_eq!(again.0, 409, "{}", again.1);
+    assert!(
+        again.1["error"]
+            .as_str()
+            .unwrap()
+            .contains("already has a run")
+    );
+    assert_eq!(
+        (bad.0, bad.1["kind"].as_str()),
+        (400, Some("user")),
+        "{}",
+        bad.1
+    );
+    assert_eq!(missing.0, 404);
+
+    // The running scheduler picks the queued run up.
+    let id = created.1["run_id"].as_i64().unwrap();
+    let u = format!("{base}/runs/{id}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let run = loop {
+        let u = u.clone();
+        let (code, run) = tokio::task::spawn_blocking(move || call("GET", &u, None))
+            .await
+            .unwrap();
+        assert_eq!(code, 200);
+        let state = run["run"]["state"].as_str().unwrap().to_owned();
+        if state == "success" || state == "failed" {
+            break run;
+        }
+        assert!(Instant::now() < deadline, "the run never finished: {run}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(run["run"]["state"], "success", "{run}");
+    assert_eq!(run["tasks"].as_array().unwrap().len(), 2);
+    assert!(!run["checks"].as_array().unwrap().is_empty(), "{run}");
+    let _ = tx.send(());
+    weir.stop();
+    tokio::task::spawn_blocking(move || weir.join())
+        .await
+        .unwrap();
+}
