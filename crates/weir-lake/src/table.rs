@@ -175,6 +175,22 @@ impl Lake {
         Ok(metrics.files_deleted.len())
     }
 
+    /// Deletes the rows of table `name` matching `predicate` (SQL over its columns) in one
+    /// Delta commit; returns how many were deleted.
+    pub async fn delete_where(&self, name: &str, predicate: &str) -> Result<usize> {
+        let table = self.open(name, None).await?;
+        let (_, metrics) = table
+            .delete()
+            .with_predicate(predicate.to_owned())
+            .await
+            .map_err(|source| LakeError::Delta {
+                table: name.to_owned(),
+                op: "delete",
+                source: Box::new(source),
+            })?;
+        Ok(metrics.num_deleted_rows.unwrap_or(0))
+    }
+
     /// Version and file count of table `name`.
     pub async fn info(&self, name: &str) -> Result<TableInfo> {
         let table = self.open(name, None).await?;

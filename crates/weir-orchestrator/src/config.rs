@@ -206,6 +206,10 @@ pub struct TableConfig {
     /// Tests of the table's data, run by `check` tasks of DAGs.
     #[serde(default)]
     pub checks: Vec<crate::dag::config::CheckConfig>,
+    /// Keep date partitions this recent; `maintain` tasks with `expire = true` delete older
+    /// ones. Needs a date column in `partition_by`.
+    #[serde(default)]
+    pub retention: Option<HumanDuration>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -443,6 +447,13 @@ impl Project {
             }
         }
         for (name, t) in &c.tables {
+            if t.retention.is_some() && t.partition_by.len() != 1 {
+                return Err(self.err(
+                    format!("tables.{name}.retention"),
+                    "retention expires date partitions: expected one date column in `partition_by`"
+                        .into(),
+                ));
+            }
             for (i, chk) in t.checks.iter().enumerate() {
                 chk.validate()
                     .map_err(|m| self.err(format!("tables.{name}.checks[{i}]"), m))?;

@@ -359,3 +359,46 @@ async fn the_rest_api_lists_triggers_and_shows_runs() {
         .await
         .unwrap();
 }
+
+#[test]
+fn maintain_expires_old_partitions_and_compacts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = shop_project(&tmp.path().join("shop"), |t| {
+        t.replace(
+            "dedup = { key = \"event_id\", within = \"10m\" }",
+            "dedup = { key = \"event_id\", within = \"10m\" }\nretention = \"3d\"",
+        ) + r#"
+[dags.housekeeping]
+[[dags.housekeeping.tasks]]
+id = "tidy"
+maintain = { table = "silver_events", expire = true, compact = true, vacuum = "0s" }
+"#
+    });
+    // Two ingests, so that each day's partition has two files to compact.
+    let lines = week_of_events();
+    let (a, b) = lines.split_at(lines.len() / 2);
+    run_in_process(&config, a);
+    run_in_process(&config, b);
+    let count = |sql: &str| {
+        let out = ok(&weir(&["query", sql, "--format", "csv"], &config));
+        out.lines().nth(1).unwrap().to_owned()
+    };
+    assert_eq!(count("SELECT count(*) FROM silver_events"), "84");
+    let out = ok(&weir(
+        &["dag", "trigger", "housekeeping", "--date", "2026-01-07"],
+        &config,
+    ));
+    assert!(out.contains("success"), "{out}");
+    // Retention 3 days before Jan 7: Jan 1–3 (3 + 6 + 9 rows) expire.
+    assert_eq!(count("SELECT count(*) FROM silver_events"), "66");
+    assert_eq!(
+        count("SELECT CAST(min(date) AS VARCHAR) FROM silver_events"),
+        "2026-01-04"
+    );
+    let store = SqliteStore::open(&config.parent().unwrap().join("data/meta.sqlite")).unwrap();
+    let run = store.runs(Some("housekeeping"), 1).unwrap().remove(0);
+    let log = store.attempts(run.id).unwrap().remove(0).log;
+    assert!(log.contains("18 rows deleted"), "{log}");
+    assert!(log.contains("compacted `silver_events`"), "{log}");
+    assert!(log.contains("vacuumed `silver_events`"), "{log}");
+}

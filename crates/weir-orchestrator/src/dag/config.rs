@@ -174,6 +174,9 @@ pub struct MaintainConfig {
     /// Delete files no version of the last `vacuum` (e.g. "7d") still reads.
     #[serde(default)]
     pub vacuum: Option<HumanDuration>,
+    /// Delete the date partitions older than the table's `retention`.
+    #[serde(default)]
+    pub expire: bool,
 }
 
 fn default_retry_delay() -> HumanDuration {
@@ -210,6 +213,7 @@ pub enum TaskKind {
         table: String,
         compact: bool,
         vacuum: Option<std::time::Duration>,
+        expire: bool,
     },
     Export(ExportConfig),
     Http {
@@ -265,6 +269,7 @@ impl TaskConfig {
                 table: m.table.clone(),
                 compact: m.compact,
                 vacuum: m.vacuum.map(|d| d.0),
+                expire: m.expire,
             });
         }
         if let Some(e) = &self.export {
@@ -489,6 +494,7 @@ pub fn validate_dag(
                 table,
                 compact,
                 vacuum,
+                expire,
             } => {
                 let base = table
                     .strip_suffix("_quarantine")
@@ -497,10 +503,11 @@ pub fn validate_dag(
                 if !tables.contains_key(base) && !table.starts_with("bronze_") {
                     return Err((key("maintain.table"), format!("`{table}` is not a table")));
                 }
-                if !compact && vacuum.is_none() {
+                if !compact && vacuum.is_none() && !expire {
                     return Err((
                         key("maintain"),
-                        "expected `compact = true` and/or `vacuum = \"7d\"`".into(),
+                        "expected `compact = true`, `vacuum = \"7d\"` and/or `expire = true`"
+                            .into(),
                     ));
                 }
             }

@@ -82,8 +82,34 @@ pub async fn run_attempt(
             table,
             compact,
             vacuum,
+            expire,
         } => {
             let mut log = String::new();
+            if *expire {
+                let t = project.config.tables.get(table);
+                let (Some(keep), Some(col)) = (
+                    t.and_then(|t| t.retention),
+                    t.and_then(|t| t.partition_by.first()),
+                ) else {
+                    return Err(format!(
+                        "`{table}` has no `retention` (and one date `partition_by` column) to expire by"
+                    ));
+                };
+                let days = i64::try_from(keep.0.as_secs() / 86_400).unwrap_or(i64::MAX);
+                let cutoff = chrono::NaiveDate::parse_from_str(&ctx.ds, "%Y-%m-%d")
+                    .map_err(|e| format!("logical date `{}`: {e}", ctx.ds))?
+                    - chrono::Days::new(days.unsigned_abs());
+                let n = if lake.exists(table) {
+                    lake.delete_where(table, &format!("\"{col}\" < '{cutoff}'"))
+                        .await
+                        .map_err(|e| e.to_string())?
+                } else {
+                    0
+                };
+                log.push_str(&format!(
+                    "expired `{table}` partitions before {cutoff} (retention {keep}): {n} rows deleted\n"
+                ));
+            }
             if *compact {
                 let (removed, added) = lake.compact(table).await.map_err(|e| e.to_string())?;
                 log.push_str(&format!(
