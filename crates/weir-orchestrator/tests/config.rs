@@ -136,3 +136,54 @@ fn environment_variables_are_substituted() {
         format!("{}-${{x}}", std::env::var("PATH").unwrap())
     );
 }
+
+#[test]
+fn dag_errors_name_the_dag_task_and_key() {
+    let dag = |body: &str| load_err(&format!("{BASE}\n[dags.nightly]\n{body}"));
+    let e = dag("schedule = \"0 25 * * *\"\n[[dags.nightly.tasks]]\nid = \"a\"\nnoop = true\n");
+    assert!(
+        e.contains("dags.nightly.schedule") && e.contains("0 25 * * *"),
+        "{e}"
+    );
+    let e = dag("timezone = \"Mars/Base\"\n[[dags.nightly.tasks]]\nid = \"a\"\nnoop = true\n");
+    assert!(
+        e.contains("dags.nightly.timezone") && e.contains("IANA"),
+        "{e}"
+    );
+    let e = dag("catchup = true\n[[dags.nightly.tasks]]\nid = \"a\"\nnoop = true\n");
+    assert!(e.contains("dags.nightly.start"), "{e}");
+    let e = dag("[[dags.nightly.tasks]]\nid = \"a\"\nafter = [\"b\"]\nnoop = true\n");
+    assert!(
+        e.contains("dags.nightly.tasks[0].after") && e.contains("`b`"),
+        "{e}"
+    );
+    let e = dag(
+        "[[dags.nightly.tasks]]\nid = \"a\"\nafter = [\"b\"]\nnoop = true\n[[dags.nightly.tasks]]\nid = \"b\"\nafter = [\"a\"]\nnoop = true\n",
+    );
+    assert!(e.contains("cycle"), "{e}");
+    let e = dag("[[dags.nightly.tasks]]\nid = \"a\"\nbuild = \"clean\"\n");
+    assert!(
+        e.contains("dags.nightly.tasks[0].build") && e.contains("streaming"),
+        "{e}"
+    );
+    let e = dag("[[dags.nightly.tasks]]\nid = \"a\"\nnoop = true\nshell = \"true\"\n");
+    assert!(e.contains("shell and noop"), "{e}");
+    let e = dag("[[dags.nightly.tasks]]\nid = \"a\"\n");
+    assert!(e.contains("expected one of build, sql"), "{e}");
+    let e = dag("[[dags.nightly.tasks]]\nid = \"a\"\nnoop = true\nretrys = 3\n");
+    assert!(e.contains("retrys"), "{e}");
+    let e = load_err(&format!(
+        "{BASE}\n[[tables.clean.checks]]\ntype = \"row_count\"\n"
+    ));
+    assert!(
+        e.contains("tables.clean.checks[0]") && e.contains("min"),
+        "{e}"
+    );
+    let e = load_err(&format!(
+        "{BASE}\n[[alerts.rules]]\nname = \"x\"\nmetric = \"lagg\"\nabove = 1\n"
+    ));
+    assert!(
+        e.contains("alerts.rules[0]") && e.contains("lag_records"),
+        "{e}"
+    );
+}

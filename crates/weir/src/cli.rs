@@ -92,11 +92,12 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let project = load(&cli.config)?;
             let tables = weir_orchestrator::pipeline::plan_tables(&project).await?;
             println!(
-                "{}: ok ({} sources, {} streaming tables, {} batch tables)",
+                "{}: ok ({} sources, {} streaming tables, {} batch tables, {} DAGs)",
                 cli.config.display(),
                 project.config.sources.len(),
                 tables.len(),
-                weir_orchestrator::config::batch_views(&project).len()
+                weir_orchestrator::config::batch_views(&project).len(),
+                project.config.dags.len()
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -47,7 +47,7 @@ fn init_validate_ingest_run_query() {
     // -c after the subcommand, and before it
     let out = ok(&weir(&["validate"], &config));
     assert!(
-        out.contains("ok (1 sources, 2 streaming tables, 1 batch tables)"),
+        out.contains("ok (1 sources, 2 streaming tables, 1 batch tables, 3 DAGs)"),
         "{out}"
     );
     let o = Command::new(env!("CARGO_BIN_EXE_weir"))
