@@ -326,7 +326,7 @@ impl Orchestrator {
             .ok_or_else(|| OrchestratorError::Dag {
                 reason: format!("run {run_id} does not exist"),
             })?;
-        let dag = self.dag(&run.dag)?.clone();
+        let dag = Arc::new(self.dag(&run.dag)?.clone());
         let heart = {
             let me = self.clone();
             tokio::spawn(async move {
@@ -373,7 +373,7 @@ impl Orchestrator {
     }
 
     /// Runs the tasks of `run` in dependency order; true when all succeeded.
-    async fn drive(self: &Arc<Self>, run: &RunRow, dag: &DagConfig) -> Result<bool> {
+    async fn drive(self: &Arc<Self>, run: &RunRow, dag: &Arc<DagConfig>) -> Result<bool> {
         let order = topo_order(&dag.tasks).map_err(|reason| OrchestratorError::Dag { reason })?;
         let index: BTreeMap<&str, usize> = dag
             .tasks
@@ -496,7 +496,7 @@ impl Orchestrator {
     async fn run_task(
         self: Arc<Self>,
         run: RunRow,
-        dag: DagConfig,
+        dag: Arc<DagConfig>,
         i: usize,
         mut row: TaskRow,
     ) -> Result<(usize, TaskRow)> {
@@ -529,7 +529,6 @@ impl Orchestrator {
             row.state = task_state::RUNNING.into();
             row.started_us = Some(started);
             row.ended_us = None;
-            self.store.put_task(&row)?;
             let mut attempt = AttemptRow {
                 run_id: run.id,
                 task_id: t.id.clone(),
@@ -540,7 +539,7 @@ impl Orchestrator {
                 error: None,
                 log: String::new(),
             };
-            self.store.put_attempt(&attempt)?;
+            self.store.put_task_attempt(&row, &attempt)?;
             let work = run_attempt(&self.project, &self.lake, &self.store, &kind, &ctx);
             let result = match t.timeout {
                 Some(limit) => match tokio::time::timeout(limit.0, work).await {
@@ -558,8 +557,7 @@ impl Orchestrator {
                     attempt.state = task_state::SUCCESS.into();
                     attempt.log = log;
                     row.state = task_state::SUCCESS.into();
-                    self.store.put_attempt(&attempt)?;
-                    self.store.put_task(&row)?;
+                    self.store.put_task_attempt(&row, &attempt)?;
                     return Ok((i, row));
                 }
                 Err(error) => {
@@ -573,8 +571,7 @@ impl Orchestrator {
                     } else {
                         task_state::UP_FOR_RETRY.into()
                     };
-                    self.store.put_attempt(&attempt)?;
-                    self.store.put_task(&row)?;
+                    self.store.put_task_attempt(&row, &attempt)?;
                     tracing::warn!(
                         dag = run.dag,
                         task = t.id,

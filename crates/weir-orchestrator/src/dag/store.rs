@@ -121,6 +121,11 @@ pub trait MetaStore: Send + Sync {
     fn tasks(&self, run_id: i64) -> Result<Vec<TaskRow>>;
     fn put_task(&self, t: &TaskRow) -> Result<()>;
     fn put_attempt(&self, a: &AttemptRow) -> Result<()>;
+    /// `put_task` and `put_attempt` in one transaction.
+    fn put_task_attempt(&self, t: &TaskRow, a: &AttemptRow) -> Result<()> {
+        self.put_task(t)?;
+        self.put_attempt(a)
+    }
     fn attempts(&self, run_id: i64) -> Result<Vec<AttemptRow>>;
     fn put_checks(&self, rows: &[CheckRow]) -> Result<()>;
     fn checks(&self, run_id: i64) -> Result<Vec<CheckRow>>;
@@ -188,6 +193,18 @@ CREATE TABLE IF NOT EXISTS alerts (
     fired_us INTEGER NOT NULL
 );
 "#;
+
+const TASK_UPSERT: &str =
+    "INSERT INTO task_instances (run_id, task_id, state, tries, started_us, ended_us)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+     ON CONFLICT (run_id, task_id) DO UPDATE SET state = ?3, tries = ?4,
+         started_us = ?5, ended_us = ?6";
+
+const ATTEMPT_UPSERT: &str =
+    "INSERT INTO attempts (run_id, task_id, try_number, state, started_us, ended_us, error, log)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+     ON CONFLICT (run_id, task_id, try_number) DO UPDATE SET state = ?4,
+         ended_us = ?6, error = ?7, log = ?8";
 
 fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
     Ok(RunRow {
@@ -390,32 +407,23 @@ impl MetaStore for SqliteStore {
 
     fn put_task(&self, t: &TaskRow) -> Result<()> {
         self.with(|c| {
-            c.execute(
-                "INSERT INTO task_instances (run_id, task_id, state, tries, started_us, ended_us)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (run_id, task_id) DO UPDATE SET state = ?3, tries = ?4,
-                     started_us = ?5, ended_us = ?6",
-                params![
+            c.prepare_cached(TASK_UPSERT)?
+                .execute(params![
                     t.run_id,
                     t.task_id,
                     t.state,
                     t.tries,
                     t.started_us,
                     t.ended_us
-                ],
-            )
-            .map(|_| ())
+                ])
+                .map(|_| ())
         })
     }
 
     fn put_attempt(&self, a: &AttemptRow) -> Result<()> {
         self.with(|c| {
-            c.execute(
-                "INSERT INTO attempts (run_id, task_id, try_number, state, started_us, ended_us, error, log)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 ON CONFLICT (run_id, task_id, try_number) DO UPDATE SET state = ?4,
-                     ended_us = ?6, error = ?7, log = ?8",
-                params![
+            c.prepare_cached(ATTEMPT_UPSERT)?
+                .execute(params![
                     a.run_id,
                     a.task_id,
                     a.try_number,
@@ -424,9 +432,33 @@ impl MetaStore for SqliteStore {
                     a.ended_us,
                     a.error,
                     a.log
-                ],
-            )
-            .map(|_| ())
+                ])
+                .map(|_| ())
+        })
+    }
+
+    fn put_task_attempt(&self, t: &TaskRow, a: &AttemptRow) -> Result<()> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            tx.prepare_cached(TASK_UPSERT)?.execute(params![
+                t.run_id,
+                t.task_id,
+                t.state,
+                t.tries,
+                t.started_us,
+                t.ended_us
+            ])?;
+            tx.prepare_cached(ATTEMPT_UPSERT)?.execute(params![
+                a.run_id,
+                a.task_id,
+                a.try_number,
+                a.state,
+                a.started_us,
+                a.ended_us,
+                a.error,
+                a.log
+            ])?;
+            tx.commit()
         })
     }
 
