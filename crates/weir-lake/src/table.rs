@@ -362,6 +362,26 @@ impl LakeTable {
         predicate: &str,
     ) -> Result<i64> {
         self.ensure_created(schema).await?;
+        if batches.iter().all(|b| b.num_rows() == 0) {
+            // Nothing to write: the matching rows are deleted instead.
+            let table = self.table.take().ok_or_else(|| self.in_flight())?;
+            let reopen_url = table.table_url().clone();
+            return match table.delete().with_predicate(predicate.to_owned()).await {
+                Ok((table, _)) => {
+                    let v = version_of(&table);
+                    self.table = Some(table);
+                    Ok(v)
+                }
+                Err(source) => {
+                    self.table = DeltaTable::try_from_url(reopen_url).await.ok();
+                    Err(LakeError::Delta {
+                        table: self.name.clone(),
+                        op: "replace partition",
+                        source: Box::new(source),
+                    })
+                }
+            };
+        }
         let batches = batches
             .iter()
             .map(to_delta_types)

@@ -233,7 +233,7 @@ pub async fn run(project: Project, cmd: DagCommand) -> anyhow::Result<ExitCode> 
                 if let Some(e) = &a.error {
                     println!("error: {e}");
                 }
-                if !a.log.is_empty() {
+                if !a.log.is_empty() && a.error.as_deref() != Some(a.log.trim_end()) {
                     println!("{}", a.log.trim_end());
                 }
             }

@@ -249,6 +249,20 @@ export = { table = "gold_customer_daily", path = "exports/gold_{{ ds }}.csv" }
         logs.contains("built `gold_customer_daily` partition date=2026-01-03: 5 rows"),
         "{logs}"
     );
+    // A day without events, once the table exists: the (empty) partition is replaced too.
+    let out = ok(&weir(
+        &[
+            "dag",
+            "backfill",
+            "daily_customer",
+            "--from",
+            "2026-01-08",
+            "--to",
+            "2026-01-08",
+        ],
+        &config,
+    ));
+    assert!(out.contains("2026-01-08 success"), "{out}");
     let csv = std::fs::read_to_string(config.parent().unwrap().join("exports/gold_2026-01-03.csv"))
         .unwrap();
     assert_eq!(csv.lines().next(), Some("date,customer_id,events,revenue"));
