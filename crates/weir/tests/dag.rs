@@ -69,6 +69,8 @@ retry_delay = "100ms"
 id = "export"
 after = ["build"]
 export = { table = "gold_customer_daily", path = "exports/gold_{{ ds }}.csv" }
+retries = 1
+retry_delay = "100ms"
 "#
     });
     let lines = week_of_events();

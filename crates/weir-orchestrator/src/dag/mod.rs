@@ -68,6 +68,12 @@ pub fn backoff(base: Duration, retry: u32) -> Duration {
     exp + exp.mul_f64(jitter)
 }
 
+/// A first attempt recorded as running by [`Orchestrator::launch`], with its execution slot.
+struct Started {
+    permit: tokio::sync::OwnedSemaphorePermit,
+    attempt: AttemptRow,
+}
+
 /// The final state of a run executed here.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunOutcome {
@@ -452,32 +458,20 @@ impl Orchestrator {
         };
         let mut set = tokio::task::JoinSet::new();
         let mut launched = vec![false; dag.tasks.len()];
-        for i in 0..dag.tasks.len() {
-            if ready(&rows, i) {
-                launched[i] = true;
-                set.spawn(
-                    self.clone()
-                        .run_task(run.clone(), dag.clone(), i, rows[i].clone()),
-                );
-            }
-        }
+        let first: Vec<usize> = (0..dag.tasks.len()).filter(|&i| ready(&rows, i)).collect();
+        self.launch(&mut set, run, dag, &rows, &mut launched, first)?;
         while let Some(done) = set.join_next().await {
             let (i, row) = done.map_err(|e| OrchestratorError::Dag {
                 reason: format!("a task of run {} panicked: {e}", run.id),
             })??;
             rows[i] = row;
             if rows[i].state == task_state::SUCCESS {
-                for &d in &down[i] {
-                    if !launched[d] && ready(&rows, d) {
-                        launched[d] = true;
-                        set.spawn(self.clone().run_task(
-                            run.clone(),
-                            dag.clone(),
-                            d,
-                            rows[d].clone(),
-                        ));
-                    }
-                }
+                let wave: Vec<usize> = down[i]
+                    .iter()
+                    .copied()
+                    .filter(|&d| !launched[d] && ready(&rows, d))
+                    .collect();
+                self.launch(&mut set, run, dag, &rows, &mut launched, wave)?;
             } else {
                 let mut stack = down[i].clone();
                 while let Some(d) = stack.pop() {
@@ -492,13 +486,81 @@ impl Orchestrator {
         Ok(rows.iter().all(|r| r.state == task_state::SUCCESS))
     }
 
-    /// Runs task `i` of `run` through its attempts; returns its final row.
+    /// Starts the tasks of `wave`. Fresh tasks that get an execution slot at once are
+    /// recorded as running in one store transaction, so a task finishing hands off to many
+    /// downstream tasks in one write, not one per task.
+    #[allow(clippy::type_complexity)]
+    fn launch(
+        self: &Arc<Self>,
+        set: &mut tokio::task::JoinSet<Result<(usize, TaskRow)>>,
+        run: &RunRow,
+        dag: &Arc<DagConfig>,
+        rows: &[TaskRow],
+        launched: &mut [bool],
+        wave: Vec<usize>,
+    ) -> Result<()> {
+        let mut started = Vec::new();
+        let mut later = Vec::new();
+        let now = now_us();
+        for i in wave {
+            launched[i] = true;
+            let fresh = rows[i].state == task_state::NONE;
+            match (fresh, self.slots.clone().try_acquire_owned()) {
+                (true, Ok(permit)) => {
+                    let mut row = rows[i].clone();
+                    row.tries += 1;
+                    row.state = task_state::RUNNING.into();
+                    row.started_us = Some(now);
+                    row.ended_us = None;
+                    let attempt = AttemptRow {
+                        run_id: run.id,
+                        task_id: row.task_id.clone(),
+                        try_number: row.tries,
+                        state: task_state::RUNNING.into(),
+                        started_us: now,
+                        ended_us: None,
+                        error: None,
+                        log: String::new(),
+                    };
+                    started.push((i, permit, row, attempt));
+                }
+                _ => later.push(i),
+            }
+        }
+        if !started.is_empty() {
+            let records: Vec<(TaskRow, AttemptRow)> = started
+                .iter()
+                .map(|(_, _, r, a)| (r.clone(), a.clone()))
+                .collect();
+            self.store.put_task_attempts(&records)?;
+        }
+        for (i, permit, row, attempt) in started {
+            set.spawn(self.clone().run_task(
+                run.clone(),
+                dag.clone(),
+                i,
+                row,
+                Some(Started { permit, attempt }),
+            ));
+        }
+        for i in later {
+            set.spawn(
+                self.clone()
+                    .run_task(run.clone(), dag.clone(), i, rows[i].clone(), None),
+            );
+        }
+        Ok(())
+    }
+
+    /// Runs task `i` of `run` through its attempts; returns its final row. `pre` is a first
+    /// attempt already recorded as running, with its slot.
     async fn run_task(
         self: Arc<Self>,
         run: RunRow,
         dag: Arc<DagConfig>,
         i: usize,
         mut row: TaskRow,
+        mut pre: Option<Started>,
     ) -> Result<(usize, TaskRow)> {
         let t = &dag.tasks[i];
         let kind: TaskKind = t
@@ -513,33 +575,36 @@ impl Orchestrator {
         };
         let max_tries = t.retries + 1;
         loop {
-            if row.tries > 0 {
-                tokio::time::sleep(backoff(t.retry_delay.0, row.tries)).await;
-            }
-            let permit =
-                self.slots
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| OrchestratorError::Dag {
-                        reason: "the orchestrator is shutting down".into(),
+            let (permit, mut attempt) = match pre.take() {
+                Some(p) => (p.permit, p.attempt),
+                None => {
+                    if row.tries > 0 {
+                        tokio::time::sleep(backoff(t.retry_delay.0, row.tries)).await;
+                    }
+                    let permit = self.slots.clone().acquire_owned().await.map_err(|_| {
+                        OrchestratorError::Dag {
+                            reason: "the orchestrator is shutting down".into(),
+                        }
                     })?;
-            row.tries += 1;
-            let started = now_us();
-            row.state = task_state::RUNNING.into();
-            row.started_us = Some(started);
-            row.ended_us = None;
-            let mut attempt = AttemptRow {
-                run_id: run.id,
-                task_id: t.id.clone(),
-                try_number: row.tries,
-                state: task_state::RUNNING.into(),
-                started_us: started,
-                ended_us: None,
-                error: None,
-                log: String::new(),
+                    row.tries += 1;
+                    let started = now_us();
+                    row.state = task_state::RUNNING.into();
+                    row.started_us = Some(started);
+                    row.ended_us = None;
+                    let attempt = AttemptRow {
+                        run_id: run.id,
+                        task_id: t.id.clone(),
+                        try_number: row.tries,
+                        state: task_state::RUNNING.into(),
+                        started_us: started,
+                        ended_us: None,
+                        error: None,
+                        log: String::new(),
+                    };
+                    self.store.put_task_attempt(&row, &attempt)?;
+                    (permit, attempt)
+                }
             };
-            self.store.put_task_attempt(&row, &attempt)?;
             let work = run_attempt(&self.project, &self.lake, &self.store, &kind, &ctx);
             let result = match t.timeout {
                 Some(limit) => match tokio::time::timeout(limit.0, work).await {

@@ -123,9 +123,10 @@ pub trait MetaStore: Send + Sync {
     fn put_attempt(&self, a: &AttemptRow) -> Result<()>;
     /// `put_task` and `put_attempt` in one transaction.
     fn put_task_attempt(&self, t: &TaskRow, a: &AttemptRow) -> Result<()> {
-        self.put_task(t)?;
-        self.put_attempt(a)
+        self.put_task_attempts(&[(t.clone(), a.clone())])
     }
+    /// Many `put_task` + `put_attempt` pairs in one transaction (a wave of tasks starting).
+    fn put_task_attempts(&self, items: &[(TaskRow, AttemptRow)]) -> Result<()>;
     fn attempts(&self, run_id: i64) -> Result<Vec<AttemptRow>>;
     fn put_checks(&self, rows: &[CheckRow]) -> Result<()>;
     fn checks(&self, run_id: i64) -> Result<Vec<CheckRow>>;
@@ -437,27 +438,33 @@ impl MetaStore for SqliteStore {
         })
     }
 
-    fn put_task_attempt(&self, t: &TaskRow, a: &AttemptRow) -> Result<()> {
+    fn put_task_attempts(&self, items: &[(TaskRow, AttemptRow)]) -> Result<()> {
         self.with(|c| {
             let tx = c.transaction()?;
-            tx.prepare_cached(TASK_UPSERT)?.execute(params![
-                t.run_id,
-                t.task_id,
-                t.state,
-                t.tries,
-                t.started_us,
-                t.ended_us
-            ])?;
-            tx.prepare_cached(ATTEMPT_UPSERT)?.execute(params![
-                a.run_id,
-                a.task_id,
-                a.try_number,
-                a.state,
-                a.started_us,
-                a.ended_us,
-                a.error,
-                a.log
-            ])?;
+            {
+                let mut task = tx.prepare_cached(TASK_UPSERT)?;
+                let mut attempt = tx.prepare_cached(ATTEMPT_UPSERT)?;
+                for (t, a) in items {
+                    task.execute(params![
+                        t.run_id,
+                        t.task_id,
+                        t.state,
+                        t.tries,
+                        t.started_us,
+                        t.ended_us
+                    ])?;
+                    attempt.execute(params![
+                        a.run_id,
+                        a.task_id,
+                        a.try_number,
+                        a.state,
+                        a.started_us,
+                        a.ended_us,
+                        a.error,
+                        a.log
+                    ])?;
+                }
+            }
             tx.commit()
         })
     }
