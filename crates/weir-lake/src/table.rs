@@ -8,7 +8,7 @@ use deltalake::DeltaTable;
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
-use deltalake::parquet::basic::{Compression, ZstdLevel};
+use deltalake::parquet::basic::Compression;
 use deltalake::parquet::file::properties::WriterProperties;
 use url::Url;
 
@@ -319,9 +319,7 @@ impl LakeTable {
             })?;
         let table = self.table.take().ok_or_else(|| self.in_flight())?;
         let reopen_url = table.table_url().clone();
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
-            .build();
+        let props = writer_properties();
         let commit = CommitProperties::default()
             .with_application_transaction(Transaction::new(app_id, batch_id));
         let mut write = table
@@ -393,9 +391,7 @@ impl LakeTable {
             })?;
         let table = self.table.take().ok_or_else(|| self.in_flight())?;
         let reopen_url = table.table_url().clone();
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
-            .build();
+        let props = writer_properties();
         let mut write = table
             .write(batches)
             .with_writer_properties(props)
@@ -431,6 +427,22 @@ impl LakeTable {
             reason: "the table handle was lost after a failed write; restart the pipeline".into(),
         }
     }
+}
+
+/// Parquet settings of every file weir writes: Snappy, as Spark and delta-rs write by default
+/// (about twice as fast to encode as zstd level 1 on weir's micro-batches, files ~30 % larger).
+fn writer_properties() -> WriterProperties {
+    use deltalake::parquet::file::properties::EnabledStatistics;
+    use deltalake::parquet::schema::types::ColumnPath;
+    let mut b = WriterProperties::builder().set_compression(Compression::SNAPPY);
+    // Raw record text (bronze `value`, quarantine `raw`): nearly every value is distinct, so a
+    // dictionary is built only to be thrown away, and min/max statistics never prune.
+    for col in ["value", "raw"] {
+        b = b
+            .set_column_dictionary_enabled(ColumnPath::from(col), false)
+            .set_column_statistics_enabled(ColumnPath::from(col), EnabledStatistics::None);
+    }
+    b.build()
 }
 
 /// Delta stores timestamps in microseconds: casts any other timestamp unit (DataFusion's
