@@ -213,9 +213,7 @@ fn bronze_batch(topic: &str, partition: u32, recs: &[StoredRecord]) -> Result<Re
             recs.iter()
                 .map(|r| r.key.as_deref().map(String::from_utf8_lossy)),
         )),
-        Arc::new(StringArray::from_iter_values(
-            recs.iter().map(|r| String::from_utf8_lossy(&r.value)),
-        )),
+        Arc::new(raw_text(recs)),
         Arc::new(
             TimestampMicrosecondArray::from_iter_values(recs.iter().map(|r| r.timestamp_ms * 1000))
                 .with_timezone("UTC"),
@@ -225,6 +223,19 @@ fn bronze_batch(topic: &str, partition: u32, recs: &[StoredRecord]) -> Result<Re
         path: format!("bronze batch of `{topic}`"),
         reason: e.to_string(),
     })
+}
+
+/// The records' values as a string column. Sources only log valid UTF-8 (anything else is
+/// dead-lettered), so the whole buffer is validated in one pass; a record that is not UTF-8
+/// anyway (a log written by something else) is kept with replacement characters.
+fn raw_text(recs: &[StoredRecord]) -> StringArray {
+    let bin = arrow::array::BinaryArray::from_iter_values(recs.iter().map(|r| r.value.as_slice()));
+    match StringArray::try_from_binary(bin) {
+        Ok(s) => s,
+        Err(_) => StringArray::from_iter_values(
+            recs.iter().map(|r| String::from_utf8_lossy(&r.value)),
+        ),
+    }
 }
 
 impl Pipeline {

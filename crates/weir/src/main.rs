@@ -11,6 +11,12 @@ mod query;
 
 use std::process::ExitCode;
 
+/// mimalloc instead of the system allocator: Arrow batches, Parquet pages and JSON decoding
+/// allocate and free many short-lived buffers, and glibc's allocator spent ~13 % of the shop
+/// benchmark's CPU time (`perf record`, BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 
 fn main() -> ExitCode {
