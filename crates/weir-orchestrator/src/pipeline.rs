@@ -232,9 +232,9 @@ fn raw_text(recs: &[StoredRecord]) -> StringArray {
     let bin = arrow::array::BinaryArray::from_iter_values(recs.iter().map(|r| r.value.as_slice()));
     match StringArray::try_from_binary(bin) {
         Ok(s) => s,
-        Err(_) => StringArray::from_iter_values(
-            recs.iter().map(|r| String::from_utf8_lossy(&r.value)),
-        ),
+        Err(_) => {
+            StringArray::from_iter_values(recs.iter().map(|r| String::from_utf8_lossy(&r.value)))
+        }
     }
 }
 
