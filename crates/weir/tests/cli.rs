@@ -3,26 +3,13 @@
 
 mod common;
 
+use common::harness::ok;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
 fn weir(args: &[&str], config: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(args)
-        .arg("-c")
-        .arg(config)
-        .output()
-        .unwrap()
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "failed: {}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout.clone()).unwrap()
+    common::harness::weir_cli(args, config)
 }
 
 #[test]

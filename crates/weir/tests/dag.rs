@@ -12,22 +12,7 @@ use common::harness::*;
 use weir_orchestrator::dag::store::{MetaStore, SqliteStore, run_state};
 
 fn weir(args: &[&str], config: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(args)
-        .arg("-c")
-        .arg(config)
-        .output()
-        .unwrap()
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "failed: {}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout.clone()).unwrap()
+    common::harness::weir_cli(args, config)
 }
 
 /// Purchases over Jan 1..=7: day d has d·3 events of customers c0..c(d+1).

@@ -74,6 +74,24 @@ struct Started {
     attempt: AttemptRow,
 }
 
+/// Marks `row` as running its next attempt from `now`; returns that attempt's record.
+fn begin_attempt(row: &mut TaskRow, now: i64) -> AttemptRow {
+    row.tries += 1;
+    row.state = task_state::RUNNING.into();
+    row.started_us = Some(now);
+    row.ended_us = None;
+    AttemptRow {
+        run_id: row.run_id,
+        task_id: row.task_id.clone(),
+        try_number: row.tries,
+        state: task_state::RUNNING.into(),
+        started_us: now,
+        ended_us: None,
+        error: None,
+        log: String::new(),
+    }
+}
+
 /// The final state of a run executed here.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunOutcome {
@@ -508,20 +526,7 @@ impl Orchestrator {
             match (fresh, self.slots.clone().try_acquire_owned()) {
                 (true, Ok(permit)) => {
                     let mut row = rows[i].clone();
-                    row.tries += 1;
-                    row.state = task_state::RUNNING.into();
-                    row.started_us = Some(now);
-                    row.ended_us = None;
-                    let attempt = AttemptRow {
-                        run_id: run.id,
-                        task_id: row.task_id.clone(),
-                        try_number: row.tries,
-                        state: task_state::RUNNING.into(),
-                        started_us: now,
-                        ended_us: None,
-                        error: None,
-                        log: String::new(),
-                    };
+                    let attempt = begin_attempt(&mut row, now);
                     started.push((i, permit, row, attempt));
                 }
                 _ => later.push(i),
@@ -586,21 +591,7 @@ impl Orchestrator {
                             reason: "the orchestrator is shutting down".into(),
                         }
                     })?;
-                    row.tries += 1;
-                    let started = now_us();
-                    row.state = task_state::RUNNING.into();
-                    row.started_us = Some(started);
-                    row.ended_us = None;
-                    let attempt = AttemptRow {
-                        run_id: run.id,
-                        task_id: t.id.clone(),
-                        try_number: row.tries,
-                        state: task_state::RUNNING.into(),
-                        started_us: started,
-                        ended_us: None,
-                        error: None,
-                        log: String::new(),
-                    };
+                    let attempt = begin_attempt(&mut row, now_us());
                     self.store.put_task_attempt(&row, &attempt)?;
                     (permit, attempt)
                 }

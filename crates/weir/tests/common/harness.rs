@@ -11,6 +11,27 @@ use arrow::array::{Array, AsArray};
 use arrow::record_batch::RecordBatch;
 use weir_orchestrator::{Project, Weir};
 
+/// Runs the weir binary with `args` and `-c config`.
+pub fn weir_cli(args: &[&str], config: &Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .arg("-c")
+        .arg(config)
+        .output()
+        .unwrap()
+}
+
+/// The stdout of a command that must have succeeded (else both outputs in the panic).
+pub fn ok(o: &std::process::Output) -> String {
+    assert!(
+        o.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
 /// The repository's shop example.
 pub fn shop_example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/shop")
