@@ -13,6 +13,8 @@ pub struct LatencyHistogram {
     #[serde(skip)]
     buckets: BTreeMap<u32, u64>,
     pub count: u64,
+    /// Sum of all recorded latencies, ms.
+    pub sum_ms: f64,
 }
 
 impl LatencyHistogram {
@@ -28,6 +30,7 @@ impl LatencyHistogram {
     pub fn record(&mut self, ms: i64) {
         *self.buckets.entry(Self::bucket(ms)).or_default() += 1;
         self.count += 1;
+        self.sum_ms += ms.max(0) as f64;
     }
 
     /// The latencies recorded since `earlier` (a clone of this histogram taken before).
@@ -42,7 +45,18 @@ impl LatencyHistogram {
         LatencyHistogram {
             count: buckets.values().sum(),
             buckets,
+            sum_ms: (self.sum_ms - earlier.sum_ms).max(0.0),
         }
+    }
+
+    /// How many latencies are at most `ms` (to bucket precision: a bucket counts when its
+    /// upper bound is ≤ `ms`).
+    pub fn count_le(&self, ms: f64) -> u64 {
+        self.buckets
+            .iter()
+            .take_while(|(b, _)| Self::upper(**b) <= ms)
+            .map(|(_, c)| c)
+            .sum()
     }
 
     /// The q-quantile (0..=1) in ms, to bucket precision; `None` when empty.

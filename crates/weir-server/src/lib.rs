@@ -20,6 +20,7 @@ use weir_orchestrator::Weir;
 use weir_orchestrator::runtime::IngestError;
 
 mod dags;
+pub mod metrics;
 
 /// A JSON error response.
 pub struct ApiError {
@@ -79,6 +80,7 @@ pub fn app(weir: Arc<Weir>) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/v1/status", get(status))
+        .route("/metrics", get(metrics::metrics))
         .route("/v1/sources/{name}/records", post(ingest))
         .route("/v1/query", post(query))
         .route("/v1/dags", get(dags::list))
@@ -96,7 +98,7 @@ async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         ErrorKind::User,
-        "no such endpoint; see /v1/status, /v1/sources/{name}/records, /v1/query, /v1/dags",
+        "no such endpoint; see /v1/status, /v1/sources/{name}/records, /v1/query, /v1/dags, /metrics",
     )
 }
 

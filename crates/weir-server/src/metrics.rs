@@ -1,0 +1,248 @@
+//! `GET /metrics`: the running project in Prometheus text exposition format (version 0.0.4).
+//! Counters end in `_total`, durations are in seconds, sizes in bytes; every value is read
+//! from the pipeline's status and the log at scrape time.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use weir_orchestrator::Weir;
+
+/// Upper bounds (seconds) of the end-to-end latency histogram.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+
+fn esc(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+struct Out(String);
+
+impl Out {
+    fn head(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+    fn val(&mut self, name: &str, labels: &[(&str, &str)], v: f64) {
+        let l: Vec<String> = labels
+            .iter()
+            .map(|(k, x)| format!("{k}=\"{}\"", esc(x)))
+            .collect();
+        if l.is_empty() {
+            let _ = writeln!(self.0, "{name} {v}");
+        } else {
+            let _ = writeln!(self.0, "{name}{{{}}} {v}", l.join(","));
+        }
+    }
+}
+
+/// Reads one counter of a table's metrics.
+type Counter = fn(&weir_sql::stream::TableMetrics) -> u64;
+
+/// The exposition text of `weir`'s metrics.
+pub fn render(weir: &Weir) -> String {
+    let st = weir.pipeline_status();
+    let mut o = Out(String::new());
+    let log = weir.log();
+
+    o.head(
+        "weir_source_records_total",
+        "counter",
+        "Records appended to each source's log topic.",
+    );
+    let mut lag_rows = Vec::new();
+    for name in weir.project().config.sources.keys() {
+        let Some(t) = log.topic(name) else { continue };
+        let mut total = 0;
+        for p in 0..t.partition_count() {
+            let end = t.partition(p).map_or(0, |x| x.end_offset());
+            total += end;
+            let done = st
+                .committed
+                .get(name)
+                .and_then(|m| m.get(&p))
+                .copied()
+                .unwrap_or(0);
+            lag_rows.push((name.clone(), p.to_string(), end.saturating_sub(done)));
+        }
+        o.val(
+            "weir_source_records_total",
+            &[("source", name)],
+            total as f64,
+        );
+    }
+    o.head(
+        "weir_consumer_lag_records",
+        "gauge",
+        "Records in the log not yet committed by the pipeline, per partition.",
+    );
+    for (t, p, lag) in &lag_rows {
+        o.val(
+            "weir_consumer_lag_records",
+            &[("topic", t), ("partition", p)],
+            *lag as f64,
+        );
+    }
+
+    let dlq = log
+        .topic(weir_connectors::dlq::DLQ_TOPIC)
+        .and_then(|t| t.partition(0).map(|p| p.end_offset()))
+        .unwrap_or(0);
+    o.head(
+        "weir_dead_letters_total",
+        "counter",
+        "Records the sources could not accept (dead-letter topic).",
+    );
+    o.val("weir_dead_letters_total", &[], dlq as f64);
+
+    let per_table: [(&str, &str, Counter); 6] = [
+        (
+            "weir_table_input_rows_total",
+            "Rows read by each streaming table.",
+            |m| m.rows_in,
+        ),
+        (
+            "weir_table_output_rows_total",
+            "Rows written by each streaming table.",
+            |m| m.rows_out,
+        ),
+        (
+            "weir_table_quarantined_rows_total",
+            "Rows sent to each table's quarantine.",
+            |m| m.quarantined,
+        ),
+        (
+            "weir_table_dropped_rows_total",
+            "Rows dropped by `drop` expectations.",
+            |m| m.dropped,
+        ),
+        (
+            "weir_table_duplicate_rows_total",
+            "Rows removed by deduplication.",
+            |m| m.duplicates,
+        ),
+        (
+            "weir_table_late_rows_total",
+            "Rows behind the watermark, sent to the late table.",
+            |m| m.late,
+        ),
+    ];
+    for (name, help, f) in per_table {
+        o.head(name, "counter", help);
+        for (t, s) in &st.tables {
+            o.val(name, &[("table", t)], f(&s.metrics) as f64);
+        }
+    }
+    o.head(
+        "weir_expectation_failures_total",
+        "counter",
+        "Rows failing each expectation, all actions.",
+    );
+    for (t, s) in &st.tables {
+        for (e, n) in &s.metrics.expectation_failures {
+            o.val(
+                "weir_expectation_failures_total",
+                &[("table", t), ("expectation", e)],
+                *n as f64,
+            );
+        }
+    }
+    o.head(
+        "weir_delta_table_version",
+        "gauge",
+        "Latest Delta version committed per table.",
+    );
+    for (t, v) in &st.delta_versions {
+        o.val("weir_delta_table_version", &[("table", t)], *v as f64);
+    }
+    o.head(
+        "weir_pipeline_batches_total",
+        "counter",
+        "Micro-batches committed.",
+    );
+    o.val("weir_pipeline_batches_total", &[], st.batches as f64);
+    o.head(
+        "weir_pipeline_records_total",
+        "counter",
+        "Input records processed by committed micro-batches.",
+    );
+    o.val(
+        "weir_pipeline_records_total",
+        &[],
+        st.records_processed as f64,
+    );
+    o.head(
+        "weir_pipeline_last_batch_duration_seconds",
+        "gauge",
+        "Duration of the last micro-batch, read to commit.",
+    );
+    o.val(
+        "weir_pipeline_last_batch_duration_seconds",
+        &[],
+        st.last_batch_seconds,
+    );
+    o.head(
+        "weir_pipeline_up",
+        "gauge",
+        "1 while the pipeline runs without error.",
+    );
+    o.val(
+        "weir_pipeline_up",
+        &[],
+        if st.error.is_none() && st.ready {
+            1.0
+        } else {
+            0.0
+        },
+    );
+
+    let h = &st.latency;
+    let name = "weir_end_to_end_latency_seconds";
+    o.head(
+        name,
+        "histogram",
+        "Ingest to Delta commit latency of each record.",
+    );
+    for b in LATENCY_BUCKETS {
+        let le = b.to_string();
+        o.val(
+            &format!("{name}_bucket"),
+            &[("le", &le)],
+            h.count_le(b * 1000.0) as f64,
+        );
+    }
+    o.val(&format!("{name}_bucket"), &[("le", "+Inf")], h.count as f64);
+    o.val(&format!("{name}_sum"), &[], h.sum_ms / 1000.0);
+    o.val(&format!("{name}_count"), &[], h.count as f64);
+
+    if let Some(rss) = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+    {
+        o.head(
+            "weir_process_resident_memory_bytes",
+            "gauge",
+            "Resident memory of the weir process.",
+        );
+        o.val("weir_process_resident_memory_bytes", &[], rss * 1024.0);
+    }
+    o.0
+}
+
+pub async fn metrics(State(weir): State<Arc<Weir>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        render(&weir),
+    )
+}
