@@ -55,6 +55,36 @@ fn parse(text: &str) -> BTreeMap<String, f64> {
     out
 }
 
+/// `promtool check metrics` on `text`, when `WEIR_TEST_PROMTOOL` names the binary (`.ci/run`
+/// installs it from the apt package prometheus).
+fn promtool(text: &str) {
+    use std::io::Write;
+    let Ok(bin) = std::env::var("WEIR_TEST_PROMTOOL") else {
+        eprintln!("SKIPPED: promtool check (set WEIR_TEST_PROMTOOL to the promtool binary)");
+        return;
+    };
+    let mut child = std::process::Command::new(bin)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_well_formed_and_move() {
     let dir = tempfile::tempdir().unwrap();
@@ -77,7 +107,9 @@ async fn metrics_are_well_formed_and_move() {
         .await
         .unwrap()
     };
-    let before = parse(&scrape(url.clone()).await);
+    let before_text = scrape(url.clone()).await;
+    promtool(&before_text);
+    let before = parse(&before_text);
     assert_eq!(before["weir_source_records_total{source=\"events\"}"], 0.0);
 
     let lines = generate(20_000, 7);
@@ -88,7 +120,9 @@ async fn metrics_are_well_formed_and_move() {
     })
     .await
     .unwrap();
-    let after = parse(&scrape(url).await);
+    let after_text = scrape(url).await;
+    promtool(&after_text);
+    let after = parse(&after_text);
     assert_eq!(
         after["weir_source_records_total{source=\"events\"}"],
         20_000.0
