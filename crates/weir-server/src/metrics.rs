@@ -219,6 +219,49 @@ pub fn render(weir: &Weir) -> String {
     o.val(&format!("{name}_sum"), &[], h.sum_ms / 1000.0);
     o.val(&format!("{name}_count"), &[], h.count as f64);
 
+    if let Some(orch) = weir.dags() {
+        let store = orch.store();
+        if let Ok(runs) = store.run_counts() {
+            o.head(
+                "weir_dag_runs",
+                "gauge",
+                "DAG runs in the metadata store, by state.",
+            );
+            for (dag, state, n) in runs {
+                o.val(
+                    "weir_dag_runs",
+                    &[("dag", &dag), ("state", &state)],
+                    n as f64,
+                );
+            }
+        }
+        if let Ok(attempts) = store.attempt_totals() {
+            o.head(
+                "weir_dag_task_attempts_total",
+                "counter",
+                "Finished task attempts, by outcome.",
+            );
+            for (dag, state, n, _) in &attempts {
+                o.val(
+                    "weir_dag_task_attempts_total",
+                    &[("dag", dag), ("state", state)],
+                    *n as f64,
+                );
+            }
+            o.head(
+                "weir_dag_task_attempt_seconds_total",
+                "counter",
+                "Time spent in finished task attempts.",
+            );
+            for (dag, state, _, secs) in &attempts {
+                o.val(
+                    "weir_dag_task_attempt_seconds_total",
+                    &[("dag", dag), ("state", state)],
+                    *secs,
+                );
+            }
+        }
+    }
     if let Some(rss) = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

@@ -167,6 +167,41 @@ async fn metrics_are_well_formed_and_move() {
     assert_eq!(by_le.len(), buckets.len());
     assert!(by_le.windows(2).all(|w| w[0].1 <= w[1].1), "{by_le:?}");
 
+    // The shop DAGs ran their latest scheduled runs at start.
+    let w = weir.clone();
+    tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while w
+            .dags()
+            .unwrap()
+            .store()
+            .run_counts()
+            .unwrap()
+            .iter()
+            .all(|(_, s, _)| s != "success")
+        {
+            assert!(std::time::Instant::now() < deadline, "no DAG run finished");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+    .await
+    .unwrap();
+    let text = scrape(format!("http://{addr}/metrics")).await;
+    promtool(&text);
+    let m = parse(&text);
+    assert!(
+        m.iter()
+            .any(|(k, v)| k.starts_with("weir_dag_runs{dag=\"daily_customer\"") && *v >= 1.0),
+        "{text}"
+    );
+    assert!(
+        m.iter()
+            .any(|(k, v)| k.starts_with("weir_dag_task_attempts_total{")
+                && k.contains("state=\"success\"")
+                && *v >= 1.0),
+        "{text}"
+    );
+
     let _ = tx.send(());
     weir.stop();
     tokio::task::spawn_blocking(move || weir.join())

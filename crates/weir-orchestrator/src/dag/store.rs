@@ -132,6 +132,10 @@ pub trait MetaStore: Send + Sync {
     fn checks(&self, run_id: i64) -> Result<Vec<CheckRow>>;
     /// Resets a run to queued with `tasks` (all when empty) set back to none.
     fn clear(&self, run_id: i64, tasks: &[String]) -> Result<()>;
+    /// Runs per (DAG, state).
+    fn run_counts(&self) -> Result<Vec<(String, String, u64)>>;
+    /// Finished attempts per (DAG, state): count and total duration in seconds.
+    fn attempt_totals(&self) -> Result<Vec<(String, String, u64, f64)>>;
     /// Records that alert `key` fired; false when it had already fired.
     fn mark_alert(&self, key: &str, now_us: i64) -> Result<bool>;
     /// Forgets alert `key` (it resolved); true when it was firing.
@@ -559,6 +563,36 @@ impl MetaStore for SqliteStore {
                 [run_id],
             )?;
             tx.commit()
+        })
+    }
+
+    fn run_counts(&self) -> Result<Vec<(String, String, u64)>> {
+        self.with(|c| {
+            let mut st =
+                c.prepare("SELECT dag, state, count(*) FROM dag_runs GROUP BY 1, 2 ORDER BY 1, 2")?;
+            st.query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?.unsigned_abs()))
+            })?
+            .collect()
+        })
+    }
+
+    fn attempt_totals(&self) -> Result<Vec<(String, String, u64, f64)>> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT r.dag, a.state, count(*), coalesce(sum(a.ended_us - a.started_us), 0)
+                 FROM attempts a JOIN dag_runs r ON r.id = a.run_id
+                 WHERE a.ended_us IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2",
+            )?;
+            st.query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get::<_, i64>(2)?.unsigned_abs(),
+                    r.get::<_, i64>(3)? as f64 / 1e6,
+                ))
+            })?
+            .collect()
         })
     }
 
