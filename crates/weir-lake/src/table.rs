@@ -2,6 +2,7 @@
 //! read handles. A table lives at `<root>/<name>`.
 
 use std::collections::HashMap;
+use std::future::IntoFuture;
 use std::path::{Path, PathBuf};
 
 use deltalake::DeltaTable;
@@ -59,6 +60,22 @@ impl Lake {
     /// Whether a Delta table named `name` has at least one commit.
     pub fn exists(&self, name: &str) -> bool {
         self.root.join(name).join("_delta_log").is_dir()
+    }
+
+    /// The newest committed version of table `name` (-1 when it has none), from the names of
+    /// the commit files in its `_delta_log`: a directory listing, without loading the table's
+    /// snapshot, so it is cheap enough to poll.
+    pub fn latest_version(&self, name: &str) -> i64 {
+        std::fs::read_dir(self.root.join(name).join("_delta_log"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let n = e.file_name();
+                n.to_str()?.strip_suffix(".json")?.parse::<i64>().ok()
+            })
+            .max()
+            .unwrap_or(-1)
     }
 
     /// Names of the Delta tables present, sorted.
@@ -245,26 +262,20 @@ impl LakeTable {
             .as_ref()
             .try_into_kernel()
             .map_err(|e| err(deltalake::DeltaTableError::from(e)))?;
-        let table = self.table.take().ok_or_else(|| self.in_flight())?;
-        let reopen_url = table.table_url().clone();
-        let mut create = table
-            .create()
-            .with_columns(kernel.fields().cloned())
-            .with_table_name(self.name.clone())
-            .with_save_mode(deltalake::protocol::SaveMode::Ignore);
-        if !self.partition_by.is_empty() {
-            create = create.with_partition_columns(self.partition_by.clone());
-        }
-        match create.await {
-            Ok(t) => {
-                self.table = Some(t);
-                Ok(())
+        let (name, partition_by) = (self.name.clone(), self.partition_by.clone());
+        self.with_handle("create", |table| {
+            let mut create = table
+                .create()
+                .with_columns(kernel.fields().cloned())
+                .with_table_name(name)
+                .with_save_mode(deltalake::protocol::SaveMode::Ignore);
+            if !partition_by.is_empty() {
+                create = create.with_partition_columns(partition_by);
             }
-            Err(source) => {
-                self.table = DeltaTable::try_from_url(reopen_url).await.ok();
-                Err(err(source))
-            }
-        }
+            create.into_future()
+        })
+        .await
+        .map(|_| ())
     }
 
     /// The last batch id committed by application `app_id`, read from the Delta log's `txn`
@@ -317,34 +328,30 @@ impl LakeTable {
                 op: "cast",
                 source: Box::new(source),
             })?;
-        let table = self.table.take().ok_or_else(|| self.in_flight())?;
-        let reopen_url = table.table_url().clone();
-        let props = writer_properties();
         let commit = CommitProperties::default()
             .with_application_transaction(Transaction::new(app_id, batch_id));
-        let mut write = table
-            .write(batches)
-            .with_writer_properties(props)
-            .with_commit_properties(commit);
-        if !self.partition_by.is_empty() {
-            write = write.with_partition_columns(self.partition_by.clone());
-        }
-        match write.await {
-            Ok(table) => {
-                let v = Some(version_of(&table));
-                self.table = Some(table);
+        let partition_by = self.partition_by.clone();
+        let written = self
+            .with_handle("append", |table| {
+                let mut write = table
+                    .write(batches)
+                    .with_writer_properties(writer_properties())
+                    .with_commit_properties(commit);
+                if !partition_by.is_empty() {
+                    write = write.with_partition_columns(partition_by);
+                }
+                write.into_future()
+            })
+            .await;
+        match written {
+            Ok(v) => {
                 self.app_versions.insert(app_id.to_owned(), Some(batch_id));
-                Ok(v)
+                Ok(Some(v))
             }
-            Err(source) => {
-                // Keep the writer usable: reload the handle so the next attempt sees the log.
-                self.table = DeltaTable::try_from_url(reopen_url).await.ok();
+            Err(e) => {
+                // Unknown whether it committed: read the txn again next time.
                 self.app_versions.remove(app_id);
-                Err(LakeError::Delta {
-                    table: self.name.clone(),
-                    op: "append",
-                    source: Box::new(source),
-                })
+                Err(e)
             }
         }
     }
@@ -361,24 +368,17 @@ impl LakeTable {
     ) -> Result<i64> {
         self.ensure_created(schema).await?;
         if batches.iter().all(|b| b.num_rows() == 0) {
-            // Nothing to write: the matching rows are deleted instead.
-            let table = self.table.take().ok_or_else(|| self.in_flight())?;
-            let reopen_url = table.table_url().clone();
-            return match table.delete().with_predicate(predicate.to_owned()).await {
-                Ok((table, _)) => {
-                    let v = version_of(&table);
-                    self.table = Some(table);
-                    Ok(v)
-                }
-                Err(source) => {
-                    self.table = DeltaTable::try_from_url(reopen_url).await.ok();
-                    Err(LakeError::Delta {
-                        table: self.name.clone(),
-                        op: "replace partition",
-                        source: Box::new(source),
-                    })
-                }
-            };
+            // Nothing to write (delta-rs refuses an empty write): delete the matching rows.
+            let predicate = predicate.to_owned();
+            return self
+                .with_handle("replace partition", |table| async move {
+                    table
+                        .delete()
+                        .with_predicate(predicate)
+                        .await
+                        .map(|(t, _)| t)
+                })
+                .await;
         }
         let batches = batches
             .iter()
@@ -389,18 +389,32 @@ impl LakeTable {
                 op: "cast",
                 source: Box::new(source),
             })?;
+        let (partition_by, predicate) = (self.partition_by.clone(), predicate.to_owned());
+        self.with_handle("replace partition", |table| {
+            let mut write = table
+                .write(batches)
+                .with_writer_properties(writer_properties())
+                .with_save_mode(deltalake::protocol::SaveMode::Overwrite)
+                .with_replace_where(predicate);
+            if !partition_by.is_empty() {
+                write = write.with_partition_columns(partition_by);
+            }
+            write.into_future()
+        })
+        .await
+    }
+
+    /// Runs one delta-rs operation, which consumes the table handle, and keeps the new handle.
+    /// On failure the handle is reloaded from the log, so the writer stays usable and the next
+    /// attempt sees every commit. Returns the new version.
+    async fn with_handle<F, Fut>(&mut self, op: &'static str, f: F) -> Result<i64>
+    where
+        F: FnOnce(DeltaTable) -> Fut,
+        Fut: std::future::Future<Output = deltalake::DeltaResult<DeltaTable>>,
+    {
         let table = self.table.take().ok_or_else(|| self.in_flight())?;
         let reopen_url = table.table_url().clone();
-        let props = writer_properties();
-        let mut write = table
-            .write(batches)
-            .with_writer_properties(props)
-            .with_save_mode(deltalake::protocol::SaveMode::Overwrite)
-            .with_replace_where(predicate.to_owned());
-        if !self.partition_by.is_empty() {
-            write = write.with_partition_columns(self.partition_by.clone());
-        }
-        match write.await {
+        match f(table).await {
             Ok(table) => {
                 let v = version_of(&table);
                 self.table = Some(table);
@@ -410,7 +424,7 @@ impl LakeTable {
                 self.table = DeltaTable::try_from_url(reopen_url).await.ok();
                 Err(LakeError::Delta {
                     table: self.name.clone(),
-                    op: "replace partition",
+                    op,
                     source: Box::new(source),
                 })
             }

@@ -329,6 +329,14 @@ impl Weir {
         self.dags.get()
     }
 
+    /// Records in the dead-letter topic.
+    pub fn dead_letters(&self) -> u64 {
+        self.log
+            .topic(DLQ_TOPIC)
+            .and_then(|t| t.partition(0).map(|p| p.end_offset()))
+            .unwrap_or(0)
+    }
+
     /// The metrics alert rules watch, sampled now; rates and the latency quantile cover the
     /// time since the previous sample (`prev`, updated).
     pub fn sample_metrics(
@@ -341,21 +349,9 @@ impl Weir {
         });
         let mut m = BTreeMap::new();
         m.insert("lag_records".to_string(), self.lag() as f64);
-        let dlq = self
-            .log
-            .topic(DLQ_TOPIC)
-            .and_then(|t| t.partition(0).map(|p| p.end_offset()))
-            .unwrap_or(0);
-        m.insert("dead_letters".to_string(), dlq as f64);
-        if let Some(rss) = std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("VmRSS:"))
-                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-            })
-        {
-            m.insert("rss_bytes".to_string(), rss * 1024.0);
+        m.insert("dead_letters".to_string(), self.dead_letters() as f64);
+        if let Some(rss) = crate::status::rss_bytes() {
+            m.insert("rss_bytes".to_string(), rss as f64);
         }
         if let Some((lat, q0, r0)) = prev.as_ref() {
             if let Some(p99) = st.latency.since(lat).quantile(0.99) {
@@ -522,11 +518,7 @@ impl Weir {
                        "records_in": parts.iter().map(|p| p["end_offset"].as_u64().unwrap_or(0)).sum::<u64>()}),
             );
         }
-        let dlq = self
-            .log
-            .topic(DLQ_TOPIC)
-            .and_then(|t| t.partition(0).map(|p| p.end_offset()))
-            .unwrap_or(0);
+        let dlq = self.dead_letters();
         json!({
             "project": self.project.config.project.name,
             "uptime_seconds": self.started.elapsed().as_secs_f64(),

@@ -102,3 +102,16 @@ pub struct PipelineStatus {
     /// Set when the pipeline stopped on an error.
     pub error: Option<String>,
 }
+
+/// Resident memory of this process in bytes (Linux `/proc/self/status`), if known.
+pub fn rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: u64 = s
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}

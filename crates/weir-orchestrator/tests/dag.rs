@@ -499,37 +499,26 @@ noop = true
     let mut watch = CommitWatch::default();
     let t0 = Instant::now();
     assert!(
-        orch.trigger_on_commit(&mut watch, t0)
-            .await
-            .unwrap()
-            .is_empty(),
+        orch.trigger_on_commit(&mut watch, t0).unwrap().is_empty(),
         "old commits do not trigger"
     );
     w.append_once(vec![batch.clone()], "test", 1).await.unwrap();
     assert!(
-        orch.trigger_on_commit(&mut watch, t0)
-            .await
-            .unwrap()
-            .is_empty(),
+        orch.trigger_on_commit(&mut watch, t0).unwrap().is_empty(),
         "debounced"
     );
     w.append_once(vec![batch], "test", 2).await.unwrap();
     let t1 = t0 + Duration::from_secs(1);
     assert!(
-        orch.trigger_on_commit(&mut watch, t1)
-            .await
-            .unwrap()
-            .is_empty(),
+        orch.trigger_on_commit(&mut watch, t1).unwrap().is_empty(),
         "a newer commit restarts the debounce"
     );
     let created = orch
         .trigger_on_commit(&mut watch, t1 + Duration::from_secs(2))
-        .await
         .unwrap();
     assert_eq!(created.len(), 1);
     assert!(
         orch.trigger_on_commit(&mut watch, t1 + Duration::from_secs(5))
-            .await
             .unwrap()
             .is_empty()
     );

@@ -88,10 +88,7 @@ pub fn render(weir: &Weir) -> String {
         );
     }
 
-    let dlq = log
-        .topic(weir_connectors::dlq::DLQ_TOPIC)
-        .and_then(|t| t.partition(0).map(|p| p.end_offset()))
-        .unwrap_or(0);
+    let dlq = weir.dead_letters();
     o.head(
         "weir_dead_letters_total",
         "counter",
@@ -262,20 +259,13 @@ pub fn render(weir: &Weir) -> String {
             }
         }
     }
-    if let Some(rss) = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-    {
+    if let Some(rss) = weir_orchestrator::status::rss_bytes() {
         o.head(
             "weir_process_resident_memory_bytes",
             "gauge",
             "Resident memory of the weir process.",
         );
-        o.val("weir_process_resident_memory_bytes", &[], rss * 1024.0);
+        o.val("weir_process_resident_memory_bytes", &[], rss as f64);
     }
     o.0
 }

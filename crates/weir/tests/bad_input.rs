@@ -6,7 +6,6 @@ mod common;
 use std::time::Duration;
 
 use common::harness::*;
-use weir_orchestrator::{Project, Weir};
 
 fn post(url: &str, body: &[u8]) -> (u16, serde_json::Value) {
     match ureq::post(url).send_bytes(body) {
@@ -26,15 +25,7 @@ async fn broken_records_are_quarantined_or_dead_lettered() {
             .replace("max_line_size = \"1MiB\"", "max_line_size = \"2KiB\"")
             .replace("max_body_size = \"64MiB\"", "max_body_size = \"64KiB\"")
     });
-    let project = Project::load(&config).unwrap();
-    let weir = Weir::open(project).unwrap();
-    weir.start(Vec::new()).unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let addr = weir_server::serve(weir.clone(), "127.0.0.1:0", async move {
-        let _ = rx.await;
-    })
-    .await
-    .unwrap();
+    let (weir, addr, tx) = serve_in_process(&config).await;
     let url = format!("http://{addr}/v1/sources/events/records");
 
     let good = r#"{"event_id":"e1","ts":"2026-01-15T00:00:00.000Z","customer_id":"c1","event_type":"view","product_category":"toys","product_id":"p1","amount":0.00,"quantity":1,"location":"Paris"}"#;

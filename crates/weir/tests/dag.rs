@@ -280,15 +280,7 @@ async fn the_rest_api_lists_triggers_and_shows_runs() {
     let config = shop_project(tmp.path(), |t| {
         t.replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"")
     });
-    let weir =
-        weir_orchestrator::Weir::open(weir_orchestrator::Project::load(&config).unwrap()).unwrap();
-    weir.start(Vec::new()).unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let addr = weir_server::serve(weir.clone(), "127.0.0.1:0", async move {
-        let _ = rx.await;
-    })
-    .await
-    .unwrap();
+    let (weir, addr, tx) = serve_in_process(&config).await;
     let base = format!("http://{addr}/v1");
 
     let (code, list) = tokio::task::spawn_blocking({

@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::harness::*;
-use weir_orchestrator::{Project, Weir};
 
 /// Samples by `name{labels}`, checking the text's structure on the way.
 fn parse(text: &str) -> BTreeMap<String, f64> {
@@ -89,14 +88,7 @@ fn promtool(text: &str) {
 async fn metrics_are_well_formed_and_move() {
     let dir = tempfile::tempdir().unwrap();
     let config = shop_project(dir.path(), small_batches);
-    let weir = Weir::open(Project::load(&config).unwrap()).unwrap();
-    weir.start(Vec::new()).unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let addr = weir_server::serve(weir.clone(), "127.0.0.1:0", async move {
-        let _ = rx.await;
-    })
-    .await
-    .unwrap();
+    let (weir, addr, tx) = serve_in_process(&config).await;
     let url = format!("http://{addr}/metrics");
     let scrape = |u: String| async move {
         tokio::task::spawn_blocking(move || {

@@ -672,7 +672,7 @@ impl Orchestrator {
     /// Data-aware triggers: a DAG with `on_commit = "t"` gets a run once table `t` has a new
     /// Delta version and no newer one for `debounce`. Commits made before this process
     /// started do not trigger. Returns the runs created.
-    pub async fn trigger_on_commit(
+    pub fn trigger_on_commit(
         &self,
         watch: &mut CommitWatch,
         now: std::time::Instant,
@@ -680,11 +680,7 @@ impl Orchestrator {
         let mut created = Vec::new();
         for (name, d) in &self.project.config.dags {
             let Some(table) = &d.on_commit else { continue };
-            let version = if self.lake.exists(table) {
-                self.lake.info(table).await.map_or(-1, |i| i.version)
-            } else {
-                -1
-            };
+            let version = self.lake.latest_version(table);
             let w = watch.tables.entry(name.clone()).or_insert(WatchState {
                 triggered: version,
                 seen: version,
@@ -768,10 +764,7 @@ impl Orchestrator {
             if let Err(e) = self.schedule_due(now) {
                 tracing::error!(error = %e, "scheduling runs failed");
             }
-            if let Err(e) = self
-                .trigger_on_commit(&mut watch, std::time::Instant::now())
-                .await
-            {
+            if let Err(e) = self.trigger_on_commit(&mut watch, std::time::Instant::now()) {
                 tracing::error!(error = %e, "data-aware triggers failed");
             }
             match self.start_claimable(None) {

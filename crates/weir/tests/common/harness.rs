@@ -96,6 +96,26 @@ pub fn wait_caught_up(weir: &Weir, limit: Duration) {
     }
 }
 
+/// A started project with its HTTP server on a free loopback port; sending on (or dropping)
+/// the returned sender stops the server.
+pub async fn serve_in_process(
+    config: &Path,
+) -> (
+    Arc<Weir>,
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    let weir = Weir::open(Project::load(config).unwrap()).unwrap();
+    weir.start(Vec::new()).unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let addr = weir_server::serve(weir.clone(), "127.0.0.1:0", async move {
+        let _ = rx.await;
+    })
+    .await
+    .unwrap();
+    (weir, addr, tx)
+}
+
 /// Opens, starts, feeds and drains a project in-process, then stops it.
 pub fn run_in_process(config: &Path, lines: &[String]) {
     let project = Project::load(config).unwrap();
