@@ -80,17 +80,88 @@ pub struct ServerConfig {
     /// Address of the HTTP server.
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// Address of the PostgreSQL wire endpoint; `""` turns it off.
+    #[serde(default = "default_pg_listen")]
+    pub pg_listen: String,
+    /// Tokens for the HTTP API and the PostgreSQL endpoint. Without it, anyone who can reach
+    /// the addresses may call them (so weir listens only on loopback unless `--insecure`).
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
 }
 
 fn default_listen() -> String {
     "127.0.0.1:8080".into()
 }
 
+fn default_pg_listen() -> String {
+    "127.0.0.1:5433".into()
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: default_listen(),
+            pg_listen: default_pg_listen(),
+            auth: None,
         }
+    }
+}
+
+/// `[server.auth]`: the tokens that may call weir, each with a role.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    pub tokens: Vec<TokenConfig>,
+}
+
+/// One token: given inline (`token`) or read from an environment variable (`token_env`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Who holds it (shown in logs, never the token itself).
+    pub name: String,
+    #[serde(default)]
+    pub token: Option<String>,
+    #[serde(default)]
+    pub token_env: Option<String>,
+    pub role: Role,
+}
+
+/// What a token may do. `reader`: query and view; `operator`: also ingest, trigger DAG runs,
+/// backfill and replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Reader,
+    Operator,
+}
+
+impl TokenConfig {
+    /// The token's value; an error names the token and what is wrong.
+    pub fn resolve(&self) -> std::result::Result<String, String> {
+        let value = match (&self.token, &self.token_env) {
+            (Some(t), None) => t.clone(),
+            (None, Some(var)) => std::env::var(var).map_err(|_| {
+                format!(
+                    "[server.auth] token `{}`: environment variable {var} is not set",
+                    self.name
+                )
+            })?,
+            _ => {
+                return Err(format!(
+                    "[server.auth] token `{}`: give exactly one of `token` and `token_env`",
+                    self.name
+                ));
+            }
+        };
+        if value.len() < 16 {
+            return Err(format!(
+                "[server.auth] token `{}` is {} characters long; use at least 16 (e.g. `openssl rand -hex 24`)",
+                self.name,
+                value.len()
+            ));
+        }
+        Ok(value)
     }
 }
 
@@ -317,6 +388,26 @@ impl Project {
     /// Cross-field rules.
     pub fn validate(&self) -> Result<()> {
         let c = &self.config;
+        if let Some(auth) = &c.server.auth {
+            if auth.tokens.is_empty() {
+                return Err(self.err(
+                    "server.auth.tokens".into(),
+                    "[server.auth] needs at least one token".into(),
+                ));
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            for t in &auth.tokens {
+                let value = t
+                    .resolve()
+                    .map_err(|m| self.err("server.auth.tokens".into(), m))?;
+                if !seen.insert(value) {
+                    return Err(self.err(
+                        "server.auth.tokens".into(),
+                        format!("token `{}` has the same value as another token", t.name),
+                    ));
+                }
+            }
+        }
         for (name, s) in &c.sources {
             check_name(name).map_err(|m| self.err(format!("sources.{name}"), m))?;
             s.validate(name).map_err(|m| {

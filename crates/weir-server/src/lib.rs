@@ -19,8 +19,11 @@ use weir_core::ErrorKind;
 use weir_orchestrator::Weir;
 use weir_orchestrator::runtime::IngestError;
 
+pub mod auth;
 mod dags;
+pub mod listen;
 pub mod metrics;
+pub mod pg;
 
 /// A JSON error response.
 pub struct ApiError {

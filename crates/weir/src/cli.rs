@@ -43,6 +43,12 @@ pub enum Command {
         /// HTTP listen address (overrides [server] listen).
         #[arg(long)]
         listen: Option<String>,
+        /// PostgreSQL wire listen address (overrides [server] pg_listen; "" turns it off).
+        #[arg(long)]
+        pg_listen: Option<String>,
+        /// Listen on non-loopback addresses even without [server.auth].
+        #[arg(long)]
+        insecure: bool,
         /// Exit once the pipeline has processed everything in the log (lag 0).
         #[arg(long)]
         exit_when_idle: bool,
@@ -103,16 +109,39 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Run {
             listen,
+            pg_listen,
+            insecure,
             exit_when_idle,
         } => {
             let project = load(&cli.config)?;
-            let listen = listen.unwrap_or_else(|| project.config.server.listen.clone());
+            let listen = weir_server::listen::Listen {
+                http: listen.unwrap_or_else(|| project.config.server.listen.clone()),
+                pg: Some(pg_listen.unwrap_or_else(|| project.config.server.pg_listen.clone())),
+                insecure,
+            };
             let weir = Weir::open(project)?;
             weir.start(Vec::new())?;
-            let addr = weir_server::serve(weir.clone(), &listen, shutdown_signal())
-                .await
-                .with_context(|| format!("cannot listen on {listen}"))?;
-            eprintln!("weir is running: http://{addr}/v1/status (Ctrl-C to stop)");
+            let served =
+                match weir_server::listen::start(weir.clone(), &listen, shutdown_signal()).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        weir.stop();
+                        let w = weir.clone();
+                        tokio::task::spawn_blocking(move || w.join()).await?;
+                        return Err(e.into());
+                    }
+                };
+            eprintln!("weir is running (Ctrl-C to stop)");
+            eprintln!("  dashboard   http://{}/", served.http);
+            eprintln!("  API         http://{}/v1/status", served.http);
+            if let Some(pg) = served.pg {
+                eprintln!(
+                    "  PostgreSQL  psql -h {} -p {} -d {}",
+                    pg.ip(),
+                    pg.port(),
+                    weir.project().config.project.name
+                );
+            }
             let mut signal = Box::pin(shutdown_signal());
             loop {
                 tokio::select! {

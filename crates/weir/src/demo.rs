@@ -28,6 +28,9 @@ pub struct DemoArgs {
     /// HTTP listen address (overrides [server] listen).
     #[arg(long)]
     pub listen: Option<String>,
+    /// PostgreSQL wire listen address (overrides [server] pg_listen; "" turns it off).
+    #[arg(long)]
+    pub pg_listen: Option<String>,
     /// Seed of the generated events.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -40,10 +43,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         eprintln!("created the shop project in {}", args.dir.display());
     }
     let project = crate::cli::load(&config)?;
-    let listen = args
-        .listen
-        .clone()
-        .unwrap_or_else(|| project.config.server.listen.clone());
+    let listen = weir_server::listen::Listen {
+        http: args
+            .listen
+            .clone()
+            .unwrap_or_else(|| project.config.server.listen.clone()),
+        pg: Some(
+            args.pg_listen
+                .clone()
+                .unwrap_or_else(|| project.config.server.pg_listen.clone()),
+        ),
+        insecure: false,
+    };
     let weir = Weir::open(project)?;
     let generator = GeneratorConfig {
         rate: Some(args.rate),
@@ -53,15 +64,25 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     };
     weir.start(vec![("events".into(), generator)])?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    match weir_server::serve(weir.clone(), &listen, async move {
+    match weir_server::listen::start(weir.clone(), &listen, async move {
         let _ = stop_rx.await;
     })
     .await
     {
-        Ok(addr) => eprintln!("weir demo: http://{addr}/v1/status — Ctrl-C to stop"),
-        Err(e) => eprintln!(
-            "weir demo: not serving HTTP ({listen}: {e}); the pipeline runs anyway — Ctrl-C to stop"
-        ),
+        Ok(s) => {
+            eprintln!("weir demo: dashboard http://{}/ — Ctrl-C to stop", s.http);
+            if let Some(pg) = s.pg {
+                eprintln!(
+                    "weir demo: SQL over PostgreSQL: psql -h {} -p {} -d {}",
+                    pg.ip(),
+                    pg.port(),
+                    weir.project().config.project.name
+                );
+            }
+        }
+        Err(e) => {
+            eprintln!("weir demo: not serving ({e}); the pipeline runs anyway — Ctrl-C to stop")
+        }
     }
     let started = Instant::now();
     let deadline = args.duration.map(|d| started + d.0);

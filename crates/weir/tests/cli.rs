@@ -66,7 +66,17 @@ fn init_validate_ingest_run_query() {
     let v: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert_eq!(v["sources"]["events"]["lag"], 130_000, "{status}");
 
-    ok(&weir(&["run", "--exit-when-idle"], &config));
+    ok(&weir(
+        &[
+            "run",
+            "--exit-when-idle",
+            "--listen",
+            "127.0.0.1:0",
+            "--pg-listen",
+            "127.0.0.1:0",
+        ],
+        &config,
+    ));
     let status = ok(&weir(&["status"], &config));
     let v: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert_eq!(v["sources"]["events"]["lag"], 0, "{status}");

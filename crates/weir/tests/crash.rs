@@ -24,6 +24,10 @@ fn project(dir: &Path) -> std::path::PathBuf {
         small_batches(t)
             .replace("max_batch_records = 7000", "max_batch_records = 2500")
             .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"")
+            .replace(
+                "pg_listen = \"127.0.0.1:5433\"",
+                "pg_listen = \"127.0.0.1:0\"",
+            )
     })
 }
 
