@@ -5,9 +5,11 @@
 //! planning or streams; `weir-sql` builds queries on top of the handles returned here.
 
 pub mod error;
+mod inspect;
 mod table;
 
 pub use error::{LakeError, Result};
+pub use inspect::{ColumnInfo, Commit, PartitionInfo, TableDetail, TableInspector};
 pub use table::{Lake, LakeTable, TableInfo};
 
 /// Re-exported so that callers name Delta types through one path.

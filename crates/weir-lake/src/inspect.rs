@@ -1,0 +1,442 @@
+//! Read-only views of a table for people and dashboards: its schema, files and partitions
+//! ([`Lake::detail`]), its commit history ([`Lake::history`]) and its newest rows
+//! ([`Lake::newest_rows`]). Nothing here writes; the writers are in `table.rs`.
+//!
+//! The history and the newest rows are read from the local files directly (the `_delta_log`
+//! commit files and the newest Parquet files), so a dashboard polling them costs a few small
+//! reads, not a snapshot load. [`TableInspector`] keeps one snapshot per table and moves it
+//! forward incrementally when the table has new commits.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{ArrayRef, RecordBatch, StringArray, new_null_array};
+use arrow::datatypes::SchemaRef;
+use deltalake::DeltaTable;
+use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde::Serialize;
+
+use crate::error::{LakeError, Result};
+use crate::table::Lake;
+
+/// One column of a table's schema.
+#[derive(Debug, Clone, Serialize)]
+pub struct ColumnInfo {
+    pub name: String,
+    /// Delta type name: string, long, double, boolean, date, timestamp, ...
+    pub data_type: String,
+    pub nullable: bool,
+}
+
+/// The files of one partition (one set of partition values).
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionInfo {
+    /// Partition column → value (`None` for a null partition value).
+    pub values: BTreeMap<String, Option<String>>,
+    pub files: u64,
+    pub rows: u64,
+    pub size_bytes: u64,
+}
+
+/// A table's state at its latest version.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableDetail {
+    pub name: String,
+    pub version: i64,
+    pub files: u64,
+    /// Rows over all files, from the files' statistics.
+    pub rows: u64,
+    pub size_bytes: u64,
+    pub schema: Vec<ColumnInfo>,
+    /// Partitions sorted by their values; empty for an unpartitioned table.
+    pub partitions: Vec<PartitionInfo>,
+    /// Time of the latest commit, ms since the epoch.
+    pub last_commit_ms: Option<i64>,
+}
+
+/// One commit of a table's Delta log.
+#[derive(Debug, Clone, Serialize)]
+pub struct Commit {
+    pub version: i64,
+    /// ms since the epoch, from the commit's `commitInfo`.
+    pub timestamp_ms: Option<i64>,
+    /// WRITE, CREATE TABLE, OPTIMIZE, VACUUM END, DELETE, ...
+    pub operation: Option<String>,
+    /// The operation's parameters as delta-rs recorded them.
+    pub parameters: serde_json::Value,
+    /// The operation's metrics as recorded, plus `files_added`, `files_removed` and
+    /// `rows_added` counted from the commit's actions.
+    pub metrics: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Lake {
+    fn log_dir(&self, name: &str) -> std::path::PathBuf {
+        self.root().join(name).join("_delta_log")
+    }
+
+    /// The newest `limit` commits of table `name`, newest first.
+    pub fn history(&self, name: &str, limit: usize) -> Result<Vec<Commit>> {
+        if !self.exists(name) {
+            return Err(self.no_such_table(name));
+        }
+        let dir = self.log_dir(name);
+        let mut versions: Vec<i64> = std::fs::read_dir(&dir)
+            .map_err(|source| LakeError::Io {
+                path: dir.display().to_string(),
+                source,
+            })?
+            .flatten()
+            .filter_map(|e| {
+                let n = e.file_name();
+                n.to_str()?.strip_suffix(".json")?.parse::<i64>().ok()
+            })
+            .collect();
+        versions.sort_unstable_by(|a, b| b.cmp(a));
+        versions.truncate(limit);
+        let mut out = Vec::with_capacity(versions.len());
+        for v in versions {
+            let path = dir.join(format!("{v:020}.json"));
+            let text = match std::fs::read_to_string(&path) {
+                Ok(t) => t,
+                // Removed by log cleanup between the listing and now: the list ends there.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                Err(source) => {
+                    return Err(LakeError::Io {
+                        path: path.display().to_string(),
+                        source,
+                    });
+                }
+            };
+            out.push(parse_commit(v, &text));
+        }
+        Ok(out)
+    }
+
+    fn no_such_table(&self, name: &str) -> LakeError {
+        LakeError::NoSuchTable {
+            table: name.to_owned(),
+            root: self.root().display().to_string(),
+        }
+    }
+}
+
+fn delta_err(table: &str, op: &'static str, e: deltalake::DeltaTableError) -> LakeError {
+    LakeError::Delta {
+        table: table.to_owned(),
+        op,
+        source: Box::new(e),
+    }
+}
+
+/// The last `n` rows of one data file, last row first, as a batch of the table's schema
+/// (partition columns filled from the file's partition values).
+fn read_tail(
+    path: &Path,
+    n: usize,
+    schema: &SchemaRef,
+    parts: &HashMap<String, Option<String>>,
+) -> Result<RecordBatch> {
+    let io = |source| LakeError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let bad = |reason: String| LakeError::BadLocation {
+        path: path.display().to_string(),
+        reason,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| bad(e.to_string()))?;
+    // Only the row groups holding the last `n` rows.
+    let groups = builder.metadata().row_groups();
+    let count = groups.len();
+    let mut first = count;
+    let mut rows = 0usize;
+    while first > 0 && rows < n {
+        first -= 1;
+        rows += usize::try_from(groups[first].num_rows()).unwrap_or(0);
+    }
+    let reader = builder
+        .with_row_groups((first..count).collect())
+        .build()
+        .map_err(|e| bad(e.to_string()))?;
+    let mut batches = Vec::new();
+    for b in reader {
+        batches.push(b.map_err(|e| bad(e.to_string()))?);
+    }
+    let file_schema = match batches.first() {
+        Some(b) => b.schema(),
+        None => return Ok(RecordBatch::new_empty(schema.clone())),
+    };
+    let all =
+        arrow::compute::concat_batches(&file_schema, &batches).map_err(|e| bad(e.to_string()))?;
+    let take = n.min(all.num_rows());
+    let idx = arrow::array::UInt32Array::from_iter_values(
+        (0..take).map(|i| u32::try_from(all.num_rows() - 1 - i).unwrap_or(0)),
+    );
+    let mut cols: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for f in schema.fields() {
+        let col = match all.column_by_name(f.name()) {
+            Some(c) => arrow::compute::take(c, &idx, None).map_err(|e| bad(e.to_string()))?,
+            None => match parts.get(f.name()) {
+                Some(Some(v)) => {
+                    let s: ArrayRef = Arc::new(StringArray::from(vec![v.as_str(); take]));
+                    arrow::compute::cast(&s, f.data_type()).map_err(|e| bad(e.to_string()))?
+                }
+                _ => new_null_array(f.data_type(), take),
+            },
+        };
+        let col = if col.data_type() == f.data_type() {
+            col
+        } else {
+            arrow::compute::cast(&col, f.data_type()).map_err(|e| bad(e.to_string()))?
+        };
+        cols.push(col);
+    }
+    RecordBatch::try_new(schema.clone(), cols).map_err(|e| bad(e.to_string()))
+}
+
+fn parse_commit(version: i64, text: &str) -> Commit {
+    let mut c = Commit {
+        version,
+        timestamp_ms: None,
+        operation: None,
+        parameters: serde_json::Value::Object(serde_json::Map::new()),
+        metrics: serde_json::Map::new(),
+    };
+    let (mut added, mut removed, mut rows) = (0u64, 0u64, 0u64);
+    for line in text.lines() {
+        let Ok(serde_json::Value::Object(action)) = serde_json::from_str(line) else {
+            continue;
+        };
+        if let Some(info) = action.get("commitInfo") {
+            c.timestamp_ms = info.get("timestamp").and_then(serde_json::Value::as_i64);
+            c.operation = info
+                .get("operation")
+                .and_then(|o| o.as_str())
+                .map(str::to_owned);
+            if let Some(p) = info.get("operationParameters") {
+                c.parameters = p.clone();
+            }
+            if let Some(serde_json::Value::Object(m)) = info.get("operationMetrics") {
+                c.metrics.extend(m.clone());
+            }
+        } else if let Some(add) = action.get("add") {
+            added += 1;
+            // `stats` is a JSON document inside a string.
+            rows += add
+                .get("stats")
+                .and_then(|s| s.as_str())
+                .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
+                .and_then(|s| s.get("numRecords").and_then(serde_json::Value::as_u64))
+                .unwrap_or(0);
+        } else if action.contains_key("remove") {
+            removed += 1;
+        }
+    }
+    c.metrics.insert("files_added".into(), added.into());
+    c.metrics.insert("files_removed".into(), removed.into());
+    c.metrics.insert("rows_added".into(), rows.into());
+    c
+}
+
+/// Table details for a dashboard that asks often: one Delta snapshot per table, moved forward
+/// incrementally when the table has new commits, and the computed [`TableDetail`] kept until
+/// the next commit.
+pub struct TableInspector {
+    lake: Lake,
+    tables: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Cached>>>>,
+}
+
+#[derive(Default)]
+struct Cached {
+    table: Option<DeltaTable>,
+    detail: Option<Arc<TableDetail>>,
+}
+
+impl TableInspector {
+    pub fn new(lake: Lake) -> Self {
+        Self {
+            lake,
+            tables: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn lake(&self) -> &Lake {
+        &self.lake
+    }
+
+    fn slot(&self, name: &str) -> Arc<tokio::sync::Mutex<Cached>> {
+        match self.tables.lock() {
+            Ok(mut t) => t.entry(name.to_owned()).or_default().clone(),
+            // A panic while holding this lock cannot leave the map inconsistent.
+            Err(p) => p.into_inner().entry(name.to_owned()).or_default().clone(),
+        }
+    }
+
+    /// Table `name`'s cache entry, its snapshot moved to the table's latest version.
+    async fn latest(&self, name: &str) -> Result<tokio::sync::OwnedMutexGuard<Cached>> {
+        if !self.lake.exists(name) {
+            return Err(self.lake.no_such_table(name));
+        }
+        let mut cached = self.slot(name).lock_owned().await;
+        let latest = self.lake.latest_version(name);
+        let c = &mut *cached;
+        let current = c.table.as_ref().map_or(-1, version_of);
+        match c.table.as_mut() {
+            Some(t) if current < latest => {
+                c.detail = None;
+                if let Err(e) = t.update_incremental(None).await {
+                    c.table = None;
+                    return Err(delta_err(name, "update", e));
+                }
+            }
+            // Opened and current.
+            Some(_) if current == latest => {}
+            // Never opened, or the table was recreated with fewer commits.
+            _ => {
+                c.detail = None;
+                c.table = Some(self.lake.open(name, None).await?);
+            }
+        }
+        Ok(cached)
+    }
+
+    /// Schema, files, rows, size and partitions of table `name` at its latest version.
+    pub async fn detail(&self, name: &str) -> Result<Arc<TableDetail>> {
+        let mut cached = self.latest(name).await?;
+        if let Some(d) = &cached.detail {
+            return Ok(d.clone());
+        }
+        let table = cached
+            .table
+            .as_ref()
+            .ok_or_else(|| self.lake.no_such_table(name))?;
+        let d = Arc::new(compute_detail(&self.lake, name, table)?);
+        cached.detail = Some(d.clone());
+        Ok(d)
+    }
+
+    /// Up to `limit` of the newest rows of table `name`, newest first, with the table's
+    /// schema.
+    ///
+    /// "Newest" is by file: the rows of the most recently written files, the last rows of
+    /// each file first (a micro-batch appends its rows in input order). A compaction rewrites
+    /// old rows into a new file, so right after one the order is approximate.
+    pub async fn newest_rows(
+        &self,
+        name: &str,
+        limit: usize,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        let (schema, mut files) = {
+            let cached = self.latest(name).await?;
+            let table = cached
+                .table
+                .as_ref()
+                .ok_or_else(|| self.lake.no_such_table(name))?;
+            let snapshot = table
+                .snapshot()
+                .map_err(|e| delta_err(name, "snapshot", e))?
+                .snapshot();
+            let files: Vec<(i64, String, HashMap<String, Option<String>>)> = snapshot
+                .try_log_data()
+                .map_err(|e| delta_err(name, "list files", e))?
+                .iter()
+                .map(|f| {
+                    (
+                        f.modification_time(),
+                        f.path().into_owned(),
+                        f.partition_values_map(),
+                    )
+                })
+                .collect();
+            (snapshot.arrow_schema(), files)
+        };
+        files.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.cmp(&a.1)));
+        let dir = self.lake.root().join(name);
+        let table_schema = schema.clone();
+        let read = tokio::task::spawn_blocking(move || -> Result<Vec<RecordBatch>> {
+            let mut out = Vec::new();
+            let mut left = limit;
+            for (_, path, parts) in files {
+                if left == 0 {
+                    break;
+                }
+                let batch = read_tail(&dir.join(&path), left, &table_schema, &parts)?;
+                left = left.saturating_sub(batch.num_rows());
+                out.push(batch);
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| LakeError::BadLocation {
+            path: name.to_owned(),
+            reason: format!("reading the newest rows stopped: {e}"),
+        })??;
+        Ok((schema, read))
+    }
+}
+
+fn version_of(table: &DeltaTable) -> i64 {
+    table
+        .version()
+        .map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+fn compute_detail(lake: &Lake, name: &str, table: &DeltaTable) -> Result<TableDetail> {
+    let snapshot = table
+        .snapshot()
+        .map_err(|e| delta_err(name, "snapshot", e))?;
+    let schema = snapshot
+        .schema()
+        .fields()
+        .map(|f| ColumnInfo {
+            name: f.name().clone(),
+            data_type: f.data_type().to_string(),
+            nullable: f.is_nullable(),
+        })
+        .collect();
+    let mut parts: BTreeMap<Vec<(String, Option<String>)>, PartitionInfo> = BTreeMap::new();
+    let (mut files, mut rows, mut size) = (0u64, 0u64, 0u64);
+    for f in snapshot
+        .snapshot()
+        .try_log_data()
+        .map_err(|e| delta_err(name, "list files", e))?
+        .iter()
+    {
+        let n = f.num_records().unwrap_or(0) as u64;
+        let s = u64::try_from(f.size()).unwrap_or(0);
+        files += 1;
+        rows += n;
+        size += s;
+        let values: BTreeMap<String, Option<String>> =
+            f.partition_values_map().into_iter().collect();
+        if values.is_empty() {
+            continue;
+        }
+        let key: Vec<(String, Option<String>)> = values.clone().into_iter().collect();
+        let p = parts.entry(key).or_insert_with(|| PartitionInfo {
+            values,
+            files: 0,
+            rows: 0,
+            size_bytes: 0,
+        });
+        p.files += 1;
+        p.rows += n;
+        p.size_bytes += s;
+    }
+    let last_commit_ms = lake
+        .history(name, 1)
+        .ok()
+        .and_then(|h| h.first().and_then(|c| c.timestamp_ms));
+    Ok(TableDetail {
+        name: name.to_owned(),
+        version: version_of(table),
+        files,
+        rows,
+        size_bytes: size,
+        schema,
+        partitions: parts.into_values().collect(),
+        last_commit_ms,
+    })
+}
