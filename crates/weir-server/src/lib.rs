@@ -1,5 +1,7 @@
-//! weir's HTTP server: `app(state) -> Router` with the ingest endpoint, status, health and a
-//! query endpoint. Tests drive the router without a socket; [`serve`] binds it.
+//! weir's HTTP server: `app(weir) -> Router` with the REST API (ingest, query, status, the
+//! dashboard's pipeline, tables, quality, logs, config and live-stream endpoints, DAGs), its
+//! OpenAPI document, `/metrics` and the dashboard. Every API route and its documentation are
+//! listed once, in `routes.rs`. Tests drive the router without a socket; [`serve`] binds it.
 //!
 //! Errors are JSON `{"error": "...", "kind": "user|external|internal"}` with a 4xx status
 //! for the caller's mistakes and 5xx for ours.
@@ -8,10 +10,9 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, FromRef, Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
 use weir_connectors::SourceConfig;
@@ -20,10 +21,19 @@ use weir_orchestrator::Weir;
 use weir_orchestrator::runtime::IngestError;
 
 pub mod auth;
+mod catalog;
 mod dags;
 pub mod listen;
+pub mod logs;
 pub mod metrics;
+pub mod openapi;
 pub mod pg;
+mod pipeline;
+mod quality;
+pub mod routes;
+mod settings;
+mod stream;
+mod tables;
 
 /// A JSON error response.
 pub struct ApiError {
@@ -66,6 +76,65 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// What every handler can reach: the project, and the server's live state (the sampler behind
+/// `/v1/stream`, cached table snapshots). Handlers that need only the project extract
+/// `State<Arc<Weir>>`.
+#[derive(Clone)]
+pub struct AppState {
+    pub weir: Arc<Weir>,
+    pub(crate) live: Arc<Live>,
+}
+
+pub(crate) struct Live {
+    pub sampler: Arc<stream::Sampler>,
+    pub tables: weir_lake::TableInspector,
+}
+
+impl AppState {
+    pub fn new(weir: Arc<Weir>) -> Self {
+        let live = Arc::new(Live {
+            sampler: Arc::default(),
+            tables: weir_lake::TableInspector::new(weir.lake().clone()),
+        });
+        Self { weir, live }
+    }
+}
+
+impl FromRef<AppState> for Arc<Weir> {
+    fn from_ref(s: &AppState) -> Self {
+        s.weir.clone()
+    }
+}
+
+/// A `limit` query parameter: absent → `default`; an integer → clamped to `1..=max`; anything
+/// else → 400 naming the parameter.
+pub(crate) fn parse_limit(
+    value: Option<&str>,
+    default: usize,
+    max: usize,
+) -> Result<usize, ApiError> {
+    let Some(v) = value else {
+        return Ok(default);
+    };
+    let n: i64 = v.trim().parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorKind::User,
+            format!("query parameter `limit` must be an integer from 1 to {max}, got `{v}`"),
+        )
+    })?;
+    Ok(usize::try_from(n.max(1)).unwrap_or(max).min(max))
+}
+
+/// A query string that does not parse.
+pub(crate) fn query_error(e: axum::extract::rejection::QueryRejection) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        ErrorKind::User,
+        format!("bad query string: {}", e.body_text()),
+    )
+}
+
 /// The router over a running project.
 pub fn app(weir: Arc<Weir>) -> Router {
     let body_limit = weir
@@ -79,29 +148,22 @@ pub fn app(weir: Arc<Weir>) -> Router {
         })
         .max()
         .unwrap_or(64 << 20);
-    Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route("/v1/status", get(status))
-        .route("/metrics", get(metrics::metrics))
-        .route("/v1/sources/{name}/records", post(ingest))
-        .route("/v1/query", post(query))
-        .route("/v1/dags", get(dags::list))
-        .route("/v1/dags/{name}", get(dags::show))
-        .route("/v1/dags/{name}/runs", get(dags::runs).post(dags::trigger))
-        .route("/v1/runs/{id}", get(dags::run))
+    let state = AppState::new(weir);
+    // Sampling starts with the server, so that /v1/stream has history when a browser opens.
+    state.live.sampler.ensure_started(&state.weir);
+    routes::router()
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(
             usize::try_from(body_limit).unwrap_or(usize::MAX),
         ))
-        .with_state(weir)
+        .with_state(state)
 }
 
 async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         ErrorKind::User,
-        "no such endpoint; see /v1/status, /v1/sources/{name}/records, /v1/query, /v1/dags, /metrics",
+        "no such endpoint; GET /v1/openapi.json lists them all",
     )
 }
 
@@ -232,6 +294,7 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let router = app(weir);
+    tracing::info!(%addr, "serving HTTP");
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
