@@ -121,6 +121,20 @@ async fn psql_lists_describes_and_aggregates() {
     let (ok, _, err) = psql(&bin, addr, &["DELETE FROM silver_events"]);
     assert!(!ok);
     assert!(err.contains("read-only"), "unhelpful error: {err}");
+    let (ok, out, err) = psql(&bin, addr, &["\\l", "\\dn"]);
+    assert!(ok, "\\l failed: {err}");
+    assert!(
+        out.lines().any(|l| l.starts_with("shop|weir|UTF8")),
+        "{out}"
+    );
+    assert!(out.lines().any(|l| l == "public|weir"), "{out}");
+    // Result columns are named as PostgreSQL names them.
+    let (ok, out, _) = psql(
+        &bin,
+        addr,
+        &["SELECT count(*), max(quantity) FROM silver_events"],
+    );
+    assert!(ok && out.starts_with("count|max\n"), "{out}");
     let (ok, out, _) = psql(&bin, addr, &["SHOW server_version", "SELECT version()"]);
     assert!(ok && out.contains("weir"), "{out}");
 }

@@ -431,6 +431,13 @@ fn b(v: bool) -> ScalarValue {
 fn null_s() -> ScalarValue {
     ScalarValue::Utf8(None)
 }
+/// `text[]`, for ACL and option columns (always NULL here).
+fn text_array() -> DataType {
+    DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true)))
+}
+fn null_list() -> ScalarValue {
+    ScalarValue::try_from(&text_array()).unwrap_or(ScalarValue::Null)
+}
 
 const I: DataType = DataType::Int64;
 const S: DataType = DataType::Utf8;
@@ -455,13 +462,18 @@ pub fn relations(mut tables: Vec<(String, &'static str, SchemaRef)>) -> Vec<Rela
 pub fn build(rels: &[Relation], database: &str) -> DfResult<Arc<MemorySchemaProvider>> {
     let schema = Arc::new(MemorySchemaProvider::new());
 
-    let mut ns = Builder::new(&[("oid", I), ("nspname", S), ("nspowner", I), ("nspacl", S)]);
+    let mut ns = Builder::new(&[
+        ("oid", I),
+        ("nspname", S),
+        ("nspowner", I),
+        ("nspacl", text_array()),
+    ]);
     for (oid, name) in [
         (NS_CATALOG, "pg_catalog"),
         (NS_PUBLIC, "public"),
         (NS_INFORMATION, "information_schema"),
     ] {
-        ns.row(vec![i(oid), s(name), i(OWNER), null_s()]);
+        ns.row(vec![i(oid), s(name), i(OWNER), null_list()]);
     }
     schema.register_table("pg_namespace".into(), ns.build()?)?;
 
@@ -492,8 +504,8 @@ pub fn build(rels: &[Relation], database: &str) -> DfResult<Arc<MemorySchemaProv
         ("relispopulated", B),
         ("relreplident", S),
         ("relispartition", B),
-        ("relacl", S),
-        ("reloptions", S),
+        ("relacl", text_array()),
+        ("reloptions", text_array()),
         ("relpartbound", S),
     ]);
     let mut attr = Builder::new(&[
@@ -541,8 +553,8 @@ pub fn build(rels: &[Relation], database: &str) -> DfResult<Arc<MemorySchemaProv
             b(true),
             s("d"),
             b(false),
-            null_s(),
-            null_s(),
+            null_list(),
+            null_list(),
             null_s(),
         ]);
         for (n, f) in r.schema.fields().iter().enumerate() {
@@ -639,7 +651,10 @@ pub fn build(rels: &[Relation], database: &str) -> DfResult<Arc<MemorySchemaProv
         ("datallowconn", B),
         ("datconnlimit", I),
         ("dattablespace", I),
-        ("datacl", S),
+        ("datacl", text_array()),
+        ("daticulocale", S),
+        ("datlocprovider", S),
+        ("datcollversion", S),
     ]);
     db.row(vec![
         i(16_383),
@@ -652,6 +667,9 @@ pub fn build(rels: &[Relation], database: &str) -> DfResult<Arc<MemorySchemaProv
         b(true),
         i(-1),
         i(1663),
+        null_list(),
+        null_s(),
+        s("c"),
         null_s(),
     ]);
     schema.register_table("pg_database".into(), db.build()?)?;

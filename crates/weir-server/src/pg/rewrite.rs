@@ -112,6 +112,9 @@ pub fn action(mut stmt: Statement, rels: &[Relation]) -> Result<Action, Refusal>
     {
         return Ok(Action::Empty(column_names(q)));
     }
+    if let Statement::Query(q) = &mut stmt {
+        name_columns(q);
+    }
     let mut failure = None;
     let _ = visit_expressions_mut(&mut stmt, |e: &mut Expr| {
         if let Err(r) = rewrite_expr(e, rels) {
@@ -280,6 +283,39 @@ fn column_names(q: &Query) -> Vec<String> {
             _ => "?column?".into(),
         })
         .collect()
+}
+
+/// Gives unnamed result columns the names PostgreSQL gives them (`count`, not `count(*)`;
+/// `?column?` for other expressions), where that name is unique in the result.
+fn name_columns(q: &mut Query) {
+    let SetExpr::Select(sel) = q.body.as_mut() else {
+        return;
+    };
+    let names: Vec<String> = sel
+        .projection
+        .iter()
+        .map(|item| match item {
+            SelectItem::ExprWithAlias { alias, .. } => alias.value.clone(),
+            SelectItem::UnnamedExpr(e) => expr_name(e),
+            _ => String::new(),
+        })
+        .collect();
+    for (i, item) in sel.projection.iter_mut().enumerate() {
+        let SelectItem::UnnamedExpr(e) = item else {
+            continue;
+        };
+        if matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) {
+            continue;
+        }
+        let name = &names[i];
+        if names.iter().filter(|n| *n == name).count() > 1 {
+            continue;
+        }
+        *item = SelectItem::ExprWithAlias {
+            expr: e.clone(),
+            alias: Ident::with_quote('"', name.clone()),
+        };
+    }
 }
 
 fn expr_name(e: &Expr) -> String {
