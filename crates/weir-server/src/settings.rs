@@ -85,19 +85,24 @@ pub fn is_secret_key(key: &str) -> bool {
 pub fn mask_toml(text: &str) -> String {
     let masked = scan(text);
     if leaks(&masked) {
-        match text.parse::<toml::Table>() {
-            Ok(mut t) => {
-                mask_table(&mut t);
-                format!(
-                    "# weir.toml as parsed (comments omitted), secrets masked\n{}",
-                    toml::to_string(&t).unwrap_or_default()
-                )
-            }
-            // Unparseable once masked and before: show nothing rather than a secret.
-            Err(_) => "# weir.toml could not be shown with its secrets masked\n".to_owned(),
-        }
+        parsed_and_masked(text)
     } else {
         masked
+    }
+}
+
+/// The fallback: `text` parsed, masked value by value and written out again.
+fn parsed_and_masked(text: &str) -> String {
+    match text.parse::<toml::Table>() {
+        Ok(mut t) => {
+            mask_table(&mut t);
+            format!(
+                "# weir.toml as parsed (comments omitted), secrets masked\n{}",
+                toml::to_string(&t).unwrap_or_default()
+            )
+        }
+        // Unparseable: show nothing rather than a secret.
+        Err(_) => "# weir.toml could not be shown with its secrets masked\n".to_owned(),
     }
 }
 
@@ -304,12 +309,21 @@ dedup = { key = "event_id", within = "10m" }
     }
 
     #[test]
-    fn an_unknown_form_falls_back_to_the_parsed_config() {
-        // A multi-line secret is masked by the scanner too; a secret under a quoted dotted key
-        // is checked after masking either way.
+    fn multi_line_and_quoted_dotted_secrets_are_masked() {
         let text = "password = \"\"\"\nline\n\"\"\"\n\"a\".\"token\" = \"x\"\n";
         let m = mask_toml(text);
-        assert!(!m.contains("line"), "{m}");
-        assert!(!m.contains("\"x\""), "{m}");
+        assert!(!m.contains("line") && !m.contains("\"x\""), "{m}");
+        assert!(!leaks(&m), "{m}");
+    }
+
+    #[test]
+    fn the_check_after_masking_sees_a_secret_and_the_fallback_masks_it() {
+        let text = "# note\n[db]\nurl = \"pg://u:pw@h/d\"\ntoken = \"t0ken\"\nport = 5432\n";
+        assert!(leaks(text));
+        let m = parsed_and_masked(text);
+        assert!(!leaks(&m), "{m}");
+        assert!(!m.contains("t0ken") && !m.contains(":pw@"), "{m}");
+        assert!(m.contains("port = 5432"), "{m}");
+        assert!(m.starts_with("# weir.toml as parsed"), "{m}");
     }
 }
