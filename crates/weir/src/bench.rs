@@ -35,6 +35,23 @@ pub enum Which {
         #[arg(long, default_value_t = 5)]
         repeat: usize,
     },
+    /// Serving: pipeline throughput with vs without a dashboard attached (runs alternated),
+    /// then on that lake the PostgreSQL endpoint's point-query and one-day-aggregate latency
+    /// and the /metrics scrape time.
+    Serve {
+        /// Events per pipeline run (silver ends with about this many rows).
+        #[arg(long, default_value_t = 10_000_000)]
+        events: u64,
+        /// Timed repetitions of each query and scrape.
+        #[arg(long, default_value_t = 30)]
+        queries: usize,
+        /// Pipeline runs with and without a dashboard, alternated.
+        #[arg(long, default_value_t = 2)]
+        pairs: usize,
+        /// Working directory (default: a temporary one, removed afterwards).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 fn peak_rss_bytes() -> Option<u64> {
@@ -48,6 +65,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let (events, dir, keep) = match args.which {
         Which::Shop { events, dir, keep } => (events, dir, keep),
         Which::Dag { repeat } => return bench_dag(repeat).await,
+        Which::Serve {
+            events,
+            queries,
+            pairs,
+            dir,
+        } => {
+            crate::bench_serve::run(events, queries, pairs, dir).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
     };
     let (dir, temp) = match dir {
         Some(d) => (d, false),

@@ -3,6 +3,7 @@
 //! (queries) and `weir-server` (HTTP).
 
 mod bench;
+mod bench_serve;
 mod cli;
 mod dag;
 mod demo;
