@@ -38,7 +38,7 @@ pub enum Command {
     },
     /// Check weir.toml and every table's SQL without running anything.
     Validate,
-    /// Run the project: sources, pipeline and HTTP server, until Ctrl-C.
+    /// Run the project: sources, pipeline, HTTP server and PostgreSQL endpoint, until Ctrl-C.
     Run {
         /// HTTP listen address (overrides [server] listen).
         #[arg(long)]
