@@ -1,6 +1,10 @@
-//! The recent log: a `tracing` layer ([`layer`]) that keeps the last [`CAPACITY`] events at
-//! info level and above in a process-wide ring buffer, whatever the console shows, and
-//! `GET /v1/logs` that reads it. `/v1/stream` pushes new lines as `log` events.
+//! The recent log: a `tracing` layer ([`layer`]) that keeps the last [`CAPACITY`] events in a
+//! process-wide ring buffer, whatever the console shows, and `GET /v1/logs` that reads it.
+//! `/v1/stream` pushes new lines as `log` events.
+//!
+//! Kept: weir's own events at info level and above, and other crates' at warn and above. (The
+//! Delta kernel logs every snapshot scan at info: with it, a busy pipeline would push weir's
+//! lines out of the buffer within seconds.)
 //!
 //! The binary installs the layer next to its console layer (crates/weir/src/main.rs); a
 //! process that does not install it serves an empty log.
@@ -12,7 +16,7 @@ use axum::extract::Query;
 use axum::http::StatusCode;
 use tracing::field::{Field, Visit};
 use tracing_subscriber::Layer;
-use tracing_subscriber::filter::{Filtered, LevelFilter};
+use tracing_subscriber::filter::{Filtered, Targets};
 use tracing_subscriber::layer::Context;
 use weir_core::ErrorKind;
 
@@ -136,13 +140,17 @@ fn level_rank(level: &str) -> u8 {
     }
 }
 
-/// The layer that fills [`buffer`], filtered to info and above on its own (a per-layer filter,
-/// so the console's filter does not apply to it and it does not apply to the console).
-pub fn layer<S>() -> Filtered<RingLayer, LevelFilter, S>
+/// The layer that fills [`buffer`], with its own filter (see the module docs): a per-layer
+/// filter, so the console's filter does not apply to it and it does not apply to the console.
+pub fn layer<S>() -> Filtered<RingLayer, Targets, S>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
-    RingLayer.with_filter(LevelFilter::INFO)
+    // Targets match by prefix: `weir` covers the binary and every `weir_*` crate.
+    let filter = Targets::new()
+        .with_default(tracing::Level::WARN)
+        .with_target("weir", tracing::Level::INFO);
+    RingLayer.with_filter(filter)
 }
 
 /// Writes each event it sees to [`buffer`].

@@ -130,7 +130,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         Endpoint::get("/v1/logs", "Recent log", logs::list)
             .tag("operations")
             .query::<logs::LogQuery>()
-            .describe("The newest lines of the process's log (info and above, whatever the console shows), oldest first.")
+            .describe("The newest lines of the process's log, oldest first: weir's events at info and above and other crates' at warn and above, whatever the console shows.")
             .json::<logs::LogList>(200, "Log lines.")
             .errors(&[400]),
         Endpoint::get("/v1/config", "Configuration", settings::config)

@@ -40,7 +40,8 @@ fn main() -> ExitCode {
         tracing_subscriber::EnvFilter::new(if args.verbose { "info" } else { "warn" })
     });
     // The console shows what WEIR_LOG (or -v) asks for; the server's log buffer (GET /v1/logs)
-    // keeps info and above whatever the console shows. Each has its own filter.
+    // keeps weir's info lines and everyone's warnings whatever the console shows. Each layer has
+    // its own filter.
     {
         use tracing_subscriber::prelude::*;
         tracing_subscriber::registry()
