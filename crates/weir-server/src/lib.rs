@@ -13,6 +13,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRef, Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use serde::Deserialize;
 use serde_json::json;
 use weir_connectors::SourceConfig;
@@ -34,6 +35,7 @@ pub mod routes;
 mod settings;
 mod stream;
 mod tables;
+mod ui;
 
 /// A JSON error response.
 pub struct ApiError {
@@ -152,6 +154,8 @@ pub fn app(weir: Arc<Weir>) -> Router {
     // Sampling starts with the server, so that /v1/stream has history when a browser opens.
     state.live.sampler.ensure_started(&state.weir);
     routes::router()
+        .route("/", get(ui::index))
+        .route("/assets/{*path}", get(ui::asset))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(
             usize::try_from(body_limit).unwrap_or(usize::MAX),

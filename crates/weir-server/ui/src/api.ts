@@ -8,6 +8,43 @@ export type Loaded<T> =
   | { state: "missing"; path: string }
   | { state: "error"; message: string; status?: number };
 
+// A weir with `[server.auth]` wants `Authorization: Bearer <token>` on every API call (and
+// `?access_token=` on the event stream, which cannot send headers). The dashboard keeps the
+// token the user typed in this browser's localStorage.
+const TOKEN_KEY = "weir.token";
+
+export function getToken(): string | null {
+  try {
+    return window.localStorage.getItem(TOKEN_KEY);
+  } catch {
+    return null;
+  }
+}
+
+export function setToken(token: string | null) {
+  try {
+    if (token) window.localStorage.setItem(TOKEN_KEY, token);
+    else window.localStorage.removeItem(TOKEN_KEY);
+  } catch {
+    /* storage disabled: the token lasts until the page is closed */
+  }
+}
+
+const unauthorized = new Set<(message: string) => void>();
+
+/** Calls `f` whenever the server refuses a call for want of a (valid) token. */
+export function onUnauthorized(f: (message: string) => void): () => void {
+  unauthorized.add(f);
+  return () => unauthorized.delete(f);
+}
+
+/** `path` with the token as `access_token`, for EventSource. */
+export function withToken(path: string): string {
+  const t = getToken();
+  if (!t) return path;
+  return `${path}${path.includes("?") ? "&" : "?"}access_token=${encodeURIComponent(t)}`;
+}
+
 /** The server's fallback answer for a path no route matches. */
 function isMissingEndpoint(status: number, body: unknown): boolean {
   if (status === 405) return true;
@@ -18,10 +55,14 @@ function isMissingEndpoint(status: number, body: unknown): boolean {
 
 async function call<T>(method: string, path: string, body?: unknown): Promise<Loaded<T>> {
   let resp: Response;
+  const headers: Record<string, string> = {};
+  if (body !== undefined) headers["content-type"] = "application/json";
+  const token = getToken();
+  if (token) headers.authorization = `Bearer ${token}`;
   try {
     resp = await fetch(path, {
       method,
-      headers: body === undefined ? {} : { "content-type": "application/json" },
+      headers,
       body: body === undefined ? undefined : JSON.stringify(body),
       cache: "no-store",
     });
@@ -43,6 +84,7 @@ async function call<T>(method: string, path: string, body?: unknown): Promise<Lo
   }
   if (isMissingEndpoint(resp.status, parsed)) return { state: "missing", path };
   const msg = (parsed as { error?: unknown } | null)?.error;
+  if (resp.status === 401) for (const f of unauthorized) f(typeof msg === "string" ? msg : "this weir needs a token");
   return {
     state: "error",
     status: resp.status,

@@ -5,7 +5,7 @@
 // quantiles there are since start), and /v1/stream is tried again now and then.
 
 import { useEffect, useState } from "preact/hooks";
-import { getJson } from "./api";
+import { getJson, withToken } from "./api";
 import { toMillis } from "./ui";
 
 export interface TableSample {
@@ -87,6 +87,8 @@ interface StatusJson {
 class LiveFeed {
   samples: Sample[] = [];
   mode: Mode = "connecting";
+  /** The last poll of /v1/status failed (poll mode only). */
+  failing = false;
   version = 0;
   private listeners = new Set<() => void>();
   private logListeners = new Set<(l: LogLine) => void>();
@@ -130,7 +132,7 @@ class LiveFeed {
   private connect() {
     let es: EventSource;
     try {
-      es = new EventSource("/v1/stream");
+      es = new EventSource(withToken("/v1/stream"));
     } catch {
       this.startPolling();
       return;
@@ -194,6 +196,10 @@ class LiveFeed {
     const tick = async () => {
       const r = await getJson<StatusJson>("/v1/status");
       if (r.state === "ok") this.fromStatus(r.data);
+      if (this.failing !== (r.state !== "ok")) {
+        this.failing = r.state !== "ok";
+        this.changed();
+      }
       if (this.mode === "poll") this.pollTimer = window.setTimeout(tick, 1000);
       else this.pollTimer = undefined;
     };

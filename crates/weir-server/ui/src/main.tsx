@@ -5,6 +5,7 @@
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import "./style.css";
+import { getToken, onUnauthorized, setToken } from "./api";
 import { usePoll } from "./hooks";
 import { live, useLive } from "./live";
 import { StatusContext, type Status } from "./status";
@@ -47,6 +48,8 @@ function App() {
     window.location.hash = h;
   };
   const [status] = usePoll<Status>("/v1/status", 2000);
+  const [authError, setAuthError] = useState<string | null>(null);
+  useEffect(() => onUnauthorized(setAuthError), []);
   const feed = useLive();
   const s = status.state === "ok" ? status.data : null;
   const err = s?.pipeline?.error;
@@ -54,7 +57,7 @@ function App() {
     connecting: ["connecting", "idle"],
     sse: ["live", "ok"],
     reconnecting: ["reconnecting", "warn"],
-    poll: ["live (polling)", "ok"],
+    poll: feed.failing ? ["no live data", "bad"] : ["live (polling)", "ok"],
   }[feed.mode];
 
   return (
@@ -65,7 +68,15 @@ function App() {
           {s?.project && <span class="project">{s.project}</span>}
         </div>
         <div class="pills">
-          {status.state === "error" && <span class="pill bad">server unreachable</span>}
+          {status.state === "error" && (
+            <span class="pill bad" title={status.message}>
+              {status.status === undefined
+                ? "server unreachable"
+                : status.status === 401
+                  ? "token needed"
+                  : "status unavailable"}
+            </span>
+          )}
           {s &&
             (err ? (
               <span class="pill bad" title={err}>
@@ -90,6 +101,7 @@ function App() {
           </a>
         ))}
       </nav>
+      {authError && <TokenPrompt message={authError} />}
       {err && <p class="error banner">The pipeline stopped: {err}</p>}
       <main>
         {route.tab === "pipeline" && <PipelineView go={go} />}
@@ -101,6 +113,51 @@ function App() {
         {route.tab === "config" && <ConfigView />}
       </main>
     </StatusContext.Provider>
+  );
+}
+
+/** Asks for the API token when the server refused one (or there was none). */
+function TokenPrompt({ message }: { message: string }) {
+  const [value, setValue] = useState("");
+  const had = getToken() !== null;
+  return (
+    <form
+      class="banner token"
+      data-testid="token-prompt"
+      onSubmit={(e) => {
+        e.preventDefault();
+        setToken(value.trim() || null);
+        window.location.reload();
+      }}
+    >
+      <span>
+        {had
+          ? `The saved token was refused (${message}).`
+          : "This weir needs an API token: one of the tokens under [server.auth] in its weir.toml."}
+      </span>
+      <input
+        type="password"
+        placeholder="token from [server.auth]"
+        value={value}
+        onInput={(e) => setValue((e.target as HTMLInputElement).value)}
+        autoComplete="off"
+      />
+      <button class="btn primary" type="submit">
+        Use token
+      </button>
+      {had && (
+        <button
+          class="btn"
+          type="button"
+          onClick={() => {
+            setToken(null);
+            window.location.reload();
+          }}
+        >
+          Forget saved token
+        </button>
+      )}
+    </form>
   );
 }
 

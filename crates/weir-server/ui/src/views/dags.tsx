@@ -184,7 +184,7 @@ function DagDetail({ name }: { name: string }) {
               <tbody>
                 {rows.map(({ run, tasks }) => (
                   <tr>
-                    <td class="num">#{run.id}</td>
+                    <td>#{run.id}</td>
                     <td>{run.logical_date}</td>
                     <td>{run.kind}</td>
                     <td>
