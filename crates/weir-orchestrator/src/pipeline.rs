@@ -50,10 +50,17 @@ pub struct Pipeline {
     committed: Option<Checkpoint>,
     /// The batch whose Delta commits are running in the background.
     inflight: Option<Inflight>,
+    /// Wall time of each table's Delta commit (ms) since the last published batch.
+    commit_ms: Vec<(String, i64)>,
     status: Arc<Mutex<PipelineStatus>>,
 }
 
-type CommitTask = tokio::task::JoinHandle<(String, LakeTable, weir_lake::Result<Option<i64>>)>;
+type CommitTask = tokio::task::JoinHandle<(
+    String,
+    LakeTable,
+    weir_lake::Result<Option<i64>>,
+    std::time::Duration,
+)>;
 
 /// A checkpointed batch whose outputs are being committed.
 struct Inflight {
@@ -269,6 +276,7 @@ impl Pipeline {
             last: None,
             committed: None,
             inflight: None,
+            commit_ms: Vec::new(),
             status,
         };
         let mut names: Vec<(String, Option<SchemaRef>)> = p
@@ -606,8 +614,9 @@ impl Pipeline {
                 continue;
             };
             pending.push(tokio::spawn(async move {
+                let t = Instant::now();
                 let r = w.append_once(batches, APP_ID, bid).await;
-                (name, w, r)
+                (name, w, r, t.elapsed())
             }));
         }
         pending
@@ -617,7 +626,10 @@ impl Pipeline {
         let mut first_err: Option<OrchestratorError> = None;
         for task in tasks {
             match task.await {
-                Ok((name, w, r)) => {
+                Ok((name, w, r, took)) => {
+                    if r.is_ok() {
+                        self.commit_ms.push((name.clone(), took.as_millis() as i64));
+                    }
                     self.writers.insert(name, w);
                     if let Err(e) = r {
                         first_err.get_or_insert(e.into());
@@ -647,7 +659,7 @@ impl Pipeline {
     }
 
     fn publish(
-        &self,
+        &mut self,
         batch_id: u64,
         records: u64,
         secs: f64,
@@ -672,6 +684,10 @@ impl Pipeline {
         st.last_batch_id = Some(batch_id);
         st.last_batch_records = records;
         st.last_batch_seconds = secs;
+        st.batch_duration.record((secs * 1000.0) as i64);
+        for (table, ms) in self.commit_ms.drain(..) {
+            st.commit_duration.entry(table).or_default().record(ms);
+        }
         st.records_processed += records;
         st.committed = committed;
         for l in ingest_ms {

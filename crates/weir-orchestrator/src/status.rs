@@ -97,6 +97,10 @@ pub struct PipelineStatus {
     pub tables: BTreeMap<String, TableStatus>,
     pub delta_versions: BTreeMap<String, i64>,
     pub latency: LatencyHistogram,
+    /// Wall time of each micro-batch, read to committed (ms).
+    pub batch_duration: LatencyHistogram,
+    /// Wall time of each Delta commit, per table (ms).
+    pub commit_duration: BTreeMap<String, LatencyHistogram>,
     /// Set once the pipeline has planned its tables and recovered.
     pub ready: bool,
     /// Set when the pipeline stopped on an error.

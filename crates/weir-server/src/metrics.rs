@@ -23,7 +23,39 @@ fn esc(v: &str) -> String {
 
 struct Out(String);
 
+/// User + system CPU seconds of this process (Linux `/proc/self/stat`, in clock ticks of
+/// 1/100 s, the kernel's USER_HZ).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
 impl Out {
+    /// The buckets, sum and count of a histogram kept in milliseconds.
+    fn histogram(
+        &mut self,
+        name: &str,
+        labels: &[(&str, &str)],
+        h: &weir_orchestrator::status::LatencyHistogram,
+    ) {
+        for b in LATENCY_BUCKETS {
+            let le = b.to_string();
+            let mut l = labels.to_vec();
+            l.push(("le", &le));
+            self.val(&format!("{name}_bucket"), &l, h.count_le(b * 1000.0) as f64);
+        }
+        let mut l = labels.to_vec();
+        l.push(("le", "+Inf"));
+        self.val(&format!("{name}_bucket"), &l, h.count as f64);
+        self.val(&format!("{name}_sum"), labels, h.sum_ms / 1000.0);
+        self.val(&format!("{name}_count"), labels, h.count as f64);
+    }
+
     fn head(&mut self, name: &str, kind: &str, help: &str) {
         let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
     }
@@ -197,24 +229,37 @@ pub fn render(weir: &Weir) -> String {
         },
     );
 
-    let h = &st.latency;
     let name = "weir_end_to_end_latency_seconds";
     o.head(
         name,
         "histogram",
         "Ingest to Delta commit latency of each record.",
     );
-    for b in LATENCY_BUCKETS {
-        let le = b.to_string();
-        o.val(
-            &format!("{name}_bucket"),
-            &[("le", &le)],
-            h.count_le(b * 1000.0) as f64,
-        );
+    o.histogram(name, &[], &st.latency);
+    let name = "weir_batch_duration_seconds";
+    o.head(
+        name,
+        "histogram",
+        "Wall time of each micro-batch, from reading the log to its Delta commits.",
+    );
+    o.histogram(name, &[], &st.batch_duration);
+    let name = "weir_delta_commit_duration_seconds";
+    o.head(
+        name,
+        "histogram",
+        "Wall time of each Delta commit (Parquet encoding and log entry), per table.",
+    );
+    for (table, h) in &st.commit_duration {
+        o.histogram(name, &[("table", table)], h);
     }
-    o.val(&format!("{name}_bucket"), &[("le", "+Inf")], h.count as f64);
-    o.val(&format!("{name}_sum"), &[], h.sum_ms / 1000.0);
-    o.val(&format!("{name}_count"), &[], h.count as f64);
+    if let Some(cpu) = cpu_seconds() {
+        o.head(
+            "weir_process_cpu_seconds_total",
+            "counter",
+            "User and system CPU time of the weir process.",
+        );
+        o.val("weir_process_cpu_seconds_total", &[], cpu);
+    }
 
     if let Some(orch) = weir.dags() {
         let store = orch.store();

@@ -158,6 +158,22 @@ async fn metrics_are_well_formed_and_move() {
     by_le.sort_by(|a, b| a.0.total_cmp(&b.0));
     assert_eq!(by_le.len(), buckets.len());
     assert!(by_le.windows(2).all(|w| w[0].1 <= w[1].1), "{by_le:?}");
+    // Batch and Delta commit durations: one observation per batch / per commit.
+    assert_eq!(
+        after["weir_batch_duration_seconds_count"],
+        after["weir_pipeline_batches_total"]
+    );
+    assert_eq!(
+        after["weir_batch_duration_seconds_bucket{le=\"+Inf\"}"],
+        after["weir_batch_duration_seconds_count"]
+    );
+    let commits = after["weir_delta_commit_duration_seconds_count{table=\"silver_events\"}"];
+    assert!(commits >= 1.0 && commits <= after["weir_pipeline_batches_total"]);
+    assert!(after["weir_delta_commit_duration_seconds_sum{table=\"silver_events\"}"] > 0.0);
+    assert!(
+        after["weir_process_cpu_seconds_total"] > before["weir_process_cpu_seconds_total"],
+        "CPU time did not move"
+    );
 
     // The shop DAGs ran their latest scheduled runs at start.
     let w = weir.clone();
