@@ -108,6 +108,18 @@ pub fn render(weir: &Weir) -> String {
         );
     }
     o.head(
+        "weir_log_size_bytes",
+        "gauge",
+        "Bytes of each source's log topic on disk (all partitions, after retention).",
+    );
+    for name in weir.project().config.sources.keys() {
+        let Some(t) = log.topic(name) else { continue };
+        let bytes: u64 = (0..t.partition_count())
+            .filter_map(|p| t.partition(p).map(|x| x.size_bytes()))
+            .sum();
+        o.val("weir_log_size_bytes", &[("topic", name)], bytes as f64);
+    }
+    o.head(
         "weir_consumer_lag_records",
         "gauge",
         "Records in the log not yet committed by the pipeline, per partition.",

@@ -130,6 +130,10 @@ async fn metrics_are_well_formed_and_move() {
     assert!(after["weir_delta_table_version{table=\"silver_events\"}"] >= 1.0);
     assert_eq!(after["weir_pipeline_up"], 1.0);
     assert!(after["weir_process_resident_memory_bytes"] > 1e6);
+    assert!(
+        after["weir_log_size_bytes{topic=\"events\"}"]
+            > before["weir_log_size_bytes{topic=\"events\"}"] + 1e6
+    );
     let buckets: Vec<f64> = after
         .iter()
         .filter(|(k, _)| k.starts_with("weir_end_to_end_latency_seconds_bucket"))
