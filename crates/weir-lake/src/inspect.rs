@@ -1,15 +1,16 @@
 //! Read-only views of a table for people and dashboards: its schema, files and partitions
-//! ([`Lake::detail`]), its commit history ([`Lake::history`]) and its newest rows
-//! ([`Lake::newest_rows`]). Nothing here writes; the writers are in `table.rs`.
+//! ([`TableInspector::detail`]), its commit history ([`Lake::history`]) and its newest rows
+//! ([`TableInspector::newest_rows`]). Nothing here writes; the writers are in `table.rs`.
 //!
 //! The history and the newest rows are read from the local files directly (the `_delta_log`
 //! commit files and the newest Parquet files), so a dashboard polling them costs a few small
-//! reads, not a snapshot load. [`TableInspector`] keeps one snapshot per table and moves it
-//! forward incrementally when the table has new commits.
+//! reads. [`TableInspector`] keeps one snapshot per table and moves it forward incrementally
+//! when the table has new commits, at most once per [`FRESH`] for details.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use arrow::array::{ArrayRef, RecordBatch, StringArray, new_null_array};
 use arrow::datatypes::SchemaRef;
@@ -240,9 +241,14 @@ fn parse_commit(version: i64, text: &str) -> Commit {
     c
 }
 
+/// How long a computed [`TableDetail`] is served before the table is looked at again: with a
+/// pipeline committing several times a second, dashboards polling every table then cost at
+/// most one snapshot update per table and period, however many there are.
+pub const FRESH: Duration = Duration::from_secs(1);
+
 /// Table details for a dashboard that asks often: one Delta snapshot per table, moved forward
 /// incrementally when the table has new commits, and the computed [`TableDetail`] kept until
-/// the next commit.
+/// the next commit (and for at least [`FRESH`]).
 pub struct TableInspector {
     lake: Lake,
     tables: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Cached>>>>,
@@ -251,7 +257,8 @@ pub struct TableInspector {
 #[derive(Default)]
 struct Cached {
     table: Option<DeltaTable>,
-    detail: Option<Arc<TableDetail>>,
+    /// The detail of the snapshot's version and when it was computed.
+    detail: Option<(Instant, Arc<TableDetail>)>,
 }
 
 impl TableInspector {
@@ -302,10 +309,21 @@ impl TableInspector {
         Ok(cached)
     }
 
-    /// Schema, files, rows, size and partitions of table `name` at its latest version.
+    /// Schema, files, rows, size and partitions of table `name` at its latest version (as of
+    /// at most [`FRESH`] ago).
     pub async fn detail(&self, name: &str) -> Result<Arc<TableDetail>> {
+        {
+            let cached = self.slot(name).lock_owned().await;
+            if let Some((at, d)) = &cached.detail
+                && at.elapsed() < FRESH
+                && self.lake.exists(name)
+            {
+                return Ok(d.clone());
+            }
+        }
         let mut cached = self.latest(name).await?;
-        if let Some(d) = &cached.detail {
+        if let Some((_, d)) = &cached.detail {
+            // Still the latest version.
             return Ok(d.clone());
         }
         let table = cached
@@ -313,7 +331,7 @@ impl TableInspector {
             .as_ref()
             .ok_or_else(|| self.lake.no_such_table(name))?;
         let d = Arc::new(compute_detail(&self.lake, name, table)?);
-        cached.detail = Some(d.clone());
+        cached.detail = Some((Instant::now(), d.clone()));
         Ok(d)
     }
 
