@@ -74,18 +74,26 @@ function fromStatus(s: Status): Graph {
     });
   }
   const tables = statusTables(s);
+  // `<table>_quarantine` and `<table>_late` are side outputs of `<table>`.
+  const parentOf = (name: string) => {
+    const m = /^(.*)_(quarantine|late)$/.exec(name);
+    return m && tables.includes(m[1]) ? { parent: m[1], role: m[2] } : null;
+  };
   for (const name of tables) {
     const t = s.tables?.[name] ?? {};
     const { expectation_failures: _e, watermark_us: _w, ...counts } = t;
+    const side = parentOf(name);
     nodes.push({
       id: name,
       name,
-      kind: "table",
+      kind: side ? "sink" : "table",
+      role: side?.role ?? "table",
       layer: layerOf(name),
       stats: { ...counts, version: s.delta_versions?.[name] ?? t.delta_version },
     });
+    if (side) edges.push({ from: side.parent, to: name });
   }
-  const of = (layer: string) => tables.filter((n) => layerOf(n) === layer);
+  const of = (layer: string) => tables.filter((n) => layerOf(n) === layer && !parentOf(n));
   for (const src of Object.keys(s.sources ?? {})) {
     if (tables.includes(`bronze_${src}`)) edges.push({ from: `source:${src}`, to: `bronze_${src}` });
   }
