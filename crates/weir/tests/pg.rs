@@ -1,8 +1,9 @@
 //! The PostgreSQL wire endpoint with real clients: `psql` (`\dt`, `\d silver_events`, a
 //! `GROUP BY`, errors) and Python's psycopg (parameterised queries through the extended
-//! protocol, text and binary results). The clients come from the environment:
+//! protocol, text and binary results) and pgjdbc (the JDBC driver of DBeaver and Metabase:
+//! schemas, tables, columns, a prepared statement). The clients come from the environment:
 //! `WEIR_TEST_PSQL` (the psql binary, apt postgresql-client) and `WEIR_TEST_PYTHON` (a Python
-//! with psycopg installed); `.ci/run` sets both.
+//! with psycopg installed) and `WEIR_TEST_PGJDBC` (the pgjdbc jar); `.ci/run` sets them.
 
 mod common;
 
@@ -275,5 +276,54 @@ async fn with_auth_the_password_must_be_a_token() {
         accepted.status.success(),
         "{}",
         String::from_utf8_lossy(&accepted.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jdbc_lists_schemas_tables_and_columns() {
+    let Some(jar) = tool("WEIR_TEST_PGJDBC") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (config, _weir, addr, _stop) = served(dir.path(), None).await;
+    let check = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/jdbc/Check.java");
+    let out = Command::new("java")
+        .arg("-cp")
+        .arg(&jar)
+        .arg(&check)
+        .arg(addr.port().to_string())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.contains(&"schema public"), "{text}");
+    for t in ["bronze_events", "silver_events", "gold_category_minute"] {
+        assert!(
+            lines.contains(&format!("table {t} TABLE").as_str()),
+            "{text}"
+        );
+    }
+    for c in [
+        "event_id text",
+        "ts timestamptz",
+        "amount float8",
+        "quantity int8",
+        "date date",
+    ] {
+        assert!(lines.contains(&format!("column {c}").as_str()), "{text}");
+    }
+    let expected = rows(
+        &config,
+        "SELECT count(*) FROM silver_events WHERE product_category = 'books'",
+    )
+    .await;
+    assert!(
+        lines.contains(&format!("count {}", expected[0][0]).as_str()),
+        "{text}"
     );
 }

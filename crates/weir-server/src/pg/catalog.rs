@@ -986,6 +986,13 @@ pub fn register_functions(ctx: &SessionContext, database: &str) {
                 env!("CARGO_PKG_VERSION")
             )),
         ),
+        (
+            "current_schemas",
+            ScalarValue::List(ScalarValue::new_list_nullable(
+                &[t("pg_catalog"), t("public")],
+                &DataType::Utf8,
+            )),
+        ),
         ("obj_description", ScalarValue::Utf8(None)),
         ("col_description", ScalarValue::Utf8(None)),
         ("shobj_description", ScalarValue::Utf8(None)),
@@ -1023,11 +1030,34 @@ pub fn register_functions(ctx: &SessionContext, database: &str) {
     }
 }
 
-/// The oid of relation `name`, for `'name'::regclass`.
+/// The oid of relation `name`, for `'name'::regclass`: a lake table's, or a catalog's (its
+/// PostgreSQL oid for the common ones).
 pub fn oid_of(rels: &[Relation], name: &str) -> Option<i64> {
     let name = name.trim_matches('"');
     let name = name.strip_prefix("public.").unwrap_or(name);
-    rels.iter().find(|r| r.name == name).map(|r| r.oid)
+    if let Some(r) = rels.iter().find(|r| r.name == name) {
+        return Some(r.oid);
+    }
+    let name = name.strip_prefix("pg_catalog.").unwrap_or(name);
+    let known = [
+        ("pg_type", 1247),
+        ("pg_attribute", 1249),
+        ("pg_proc", 1255),
+        ("pg_class", 1259),
+        ("pg_database", 1262),
+        ("pg_namespace", 2615),
+        ("pg_description", 2609),
+        ("pg_constraint", 2606),
+        ("pg_index", 2610),
+        ("pg_trigger", 2620),
+    ];
+    if let Some((_, oid)) = known.iter().find(|(n, _)| *n == name) {
+        return Some(*oid);
+    }
+    let all = FULL.iter().copied().chain(EMPTY.iter().map(|(n, _)| *n));
+    all.enumerate()
+        .find(|(_, n)| *n == name)
+        .map(|(i, _)| 3000 + i as i64)
 }
 
 /// The oid of type `name`, for `'name'::regtype`.
