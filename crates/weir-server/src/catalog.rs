@@ -74,12 +74,10 @@ pub fn tables(project: &Project) -> Vec<Entry> {
             from: Some(s.clone()),
         });
     }
-    let known: BTreeSet<&str> = c
-        .tables
-        .keys()
-        .map(String::as_str)
-        .chain(c.sources.keys().map(String::as_str))
-        .collect();
+    // A table reads a source only through `from` (as its bronze rows); other names in its
+    // SQL count as inputs only when they are tables (a join), so a column called `events`
+    // is not taken for the source.
+    let known: BTreeSet<&str> = c.tables.keys().map(String::as_str).collect();
     for (name, t) in &c.tables {
         let sql = project.sql.get(name).cloned();
         let layer = layer_of(project, name);
@@ -92,11 +90,7 @@ pub fn tables(project: &Project) -> Vec<Entry> {
         let mut inputs = vec![first];
         for w in sql.as_deref().map(words).unwrap_or_default() {
             if w != *name && w != t.from && known.contains(w.as_str()) && !inputs.contains(&w) {
-                inputs.push(if c.sources.contains_key(&w) {
-                    format!("bronze_{w}")
-                } else {
-                    w
-                });
+                inputs.push(w);
             }
         }
         let streaming = t.mode == TableMode::Streaming;

@@ -330,6 +330,16 @@ async fn the_dashboard_api_answers_on_a_running_pipeline() {
             "no edge {a} → {b}: {edges:?}"
         );
     }
+    // Gold reads silver only: `count(*) AS events` in its SQL is a column, not the source.
+    for gold in ["gold_category_minute", "gold_customer_daily"] {
+        let into: Vec<&(String, String)> = edges.iter().filter(|(_, b)| b == gold).collect();
+        assert_eq!(into.len(), 1, "edges into {gold}: {into:?}");
+    }
+    assert_eq!(
+        g["edges"].as_array().unwrap().len(),
+        edges.len(),
+        "an edge is listed twice"
+    );
 
     let (code, s) = get(format!("{base}/v1/sources")).await;
     assert_eq!(code, 200);
