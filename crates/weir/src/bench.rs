@@ -51,6 +51,10 @@ pub enum Which {
         /// Working directory (default: a temporary one, removed afterwards).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// A Chromium binary: the "with dashboard" runs open the dashboard in it, headless.
+        /// Without it, the dashboard's requests are made from threads.
+        #[arg(long)]
+        browser: Option<PathBuf>,
     },
 }
 
@@ -70,8 +74,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             queries,
             pairs,
             dir,
+            browser,
         } => {
-            crate::bench_serve::run(events, queries, pairs, dir).await?;
+            let viewer = match browser {
+                Some(b) => crate::bench_serve::Viewer::Chromium(b),
+                None => crate::bench_serve::Viewer::Simulated,
+            };
+            crate::bench_serve::run(events, queries, pairs, dir, viewer).await?;
             return Ok(ExitCode::SUCCESS);
         }
     };

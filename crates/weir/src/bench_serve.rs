@@ -125,6 +125,15 @@ fn summary(mut ms: Vec<f64>) -> serde_json::Value {
     })
 }
 
+/// What follows the pipeline during a "with dashboard" run.
+#[derive(Debug, Clone)]
+pub enum Viewer {
+    /// The dashboard's own requests, made from threads (its SSE stream and its polls).
+    Simulated,
+    /// A real headless Chromium showing the dashboard page (this path to the binary).
+    Chromium(PathBuf),
+}
+
 /// A finished pipeline run whose project is still open and served.
 struct Run {
     rate: f64,
@@ -134,7 +143,7 @@ struct Run {
 
 /// Runs the shop pipeline on `events` generated events in `dir` (a fresh project); with
 /// `dashboard`, a simulated browser follows it the whole time.
-async fn pipeline_run(dir: &Path, events: u64, dashboard: bool) -> anyhow::Result<Run> {
+async fn pipeline_run(dir: &Path, events: u64, dashboard: Option<&Viewer>) -> anyhow::Result<Run> {
     if dir.exists() {
         std::fs::remove_dir_all(dir)?;
     }
@@ -153,8 +162,30 @@ async fn pipeline_run(dir: &Path, events: u64, dashboard: bool) -> anyhow::Resul
     .await?;
     let done = Arc::new(AtomicBool::new(false));
     let mut browser = Vec::new();
-    if dashboard {
-        browser = attach_dashboard(served.http, done.clone());
+    let mut chromium = None;
+    match dashboard {
+        Some(Viewer::Simulated) => browser = attach_dashboard(served.http, done.clone()),
+        Some(Viewer::Chromium(bin)) => {
+            let profile = dir.join("chromium-profile");
+            chromium = Some(
+                std::process::Command::new(bin)
+                    .args([
+                        "--headless=new",
+                        "--no-sandbox",
+                        "--disable-gpu",
+                        "--no-first-run",
+                    ])
+                    .arg(format!("--user-data-dir={}", profile.display()))
+                    .arg(format!("http://{}/", served.http))
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .with_context(|| format!("starting {}", bin.display()))?,
+            );
+            // Let the page load and open its stream before the clock starts.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+        None => {}
     }
     let started = Instant::now();
     weir.start(vec![(
@@ -177,6 +208,10 @@ async fn pipeline_run(dir: &Path, events: u64, dashboard: bool) -> anyhow::Resul
     }
     let rate = events as f64 / started.elapsed().as_secs_f64();
     done.store(true, Ordering::Relaxed);
+    if let Some(mut c) = chromium {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
     weir.stop();
     let w = weir.clone();
     tokio::task::spawn_blocking(move || w.join()).await?;
@@ -249,6 +284,7 @@ pub async fn run(
     queries: usize,
     pairs: usize,
     dir: Option<PathBuf>,
+    viewer: Viewer,
 ) -> anyhow::Result<()> {
     let root = dir.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("weir-bench-serve-{}", std::process::id()))
@@ -265,7 +301,7 @@ pub async fn run(
                 let _ = stop.send(());
             }
             let dir = root.join(format!("run-{i}-{dashboard}"));
-            let run = pipeline_run(&dir, events, dashboard).await?;
+            let run = pipeline_run(&dir, events, dashboard.then_some(&viewer)).await?;
             eprintln!(
                 "pair {}: dashboard {dashboard}: {:.0} events/s",
                 i + 1,
@@ -346,6 +382,10 @@ pub async fn run(
     let result = serde_json::json!({
         "bench": "serve",
         "events": events,
+        "viewer": match &viewer {
+            Viewer::Simulated => "simulated (SSE stream + pipeline and tables views' polls)".to_string(),
+            Viewer::Chromium(p) => format!("headless Chromium ({})", p.display()),
+        },
         "serving": figures,
         "throughput": {
             "without_dashboard_events_per_second": without,
