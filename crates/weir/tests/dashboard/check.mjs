@@ -138,9 +138,11 @@ try {
   await page.waitForSelector("[data-testid=dag-grid] tbody tr", { timeout: 30_000 });
   result.dagRuns = await page.$$eval("[data-testid=dag-grid] tbody tr", (r) => r.length);
   result.dagMessage = await page.$eval(".ok-text, .card .error", (e) => e.textContent).catch(() => null);
-  const cell = await page.$("[data-testid=dag-grid] button.cell");
-  if (cell) {
-    await cell.click();
+  // A locator, not an element handle: the grid re-renders as it polls, and a locator
+  // finds the cell again if it was replaced between finding and clicking it.
+  const cells = page.locator("[data-testid=dag-grid] button.cell");
+  if ((await cells.count()) > 0) {
+    await cells.first().click({ timeout: 15_000 });
     await page.waitForSelector("h2:has-text(\"Run #\")", { timeout: 15_000 });
   }
   await page.waitForTimeout(1000);
