@@ -435,23 +435,41 @@ impl Weir {
 
     /// Records waiting for the pipeline, over all source topics.
     pub fn lag(&self) -> u64 {
-        let st = self
+        let committed = self
             .status
             .lock()
             .map(|s| s.committed.clone())
             .unwrap_or_default();
-        let mut lag = 0;
-        for name in self.project.config.sources.keys() {
-            let Some(t) = self.log.topic(name) else {
-                continue;
-            };
-            for p in 0..t.partition_count() {
+        self.project
+            .config
+            .sources
+            .keys()
+            .flat_map(|name| self.partition_offsets(name, &committed))
+            .map(|(_, end, done)| end.saturating_sub(done))
+            .sum()
+    }
+
+    /// Each partition of source `name`'s log topic as (partition, end offset, committed
+    /// offset), the committed offsets read from `committed` (a [`PipelineStatus`]'s).
+    pub fn partition_offsets(
+        &self,
+        name: &str,
+        committed: &std::collections::BTreeMap<String, std::collections::BTreeMap<u32, u64>>,
+    ) -> Vec<(u32, u64, u64)> {
+        let Some(t) = self.log.topic(name) else {
+            return Vec::new();
+        };
+        (0..t.partition_count())
+            .map(|p| {
                 let end = t.partition(p).map_or(0, |x| x.end_offset());
-                let done = st.get(name).and_then(|m| m.get(&p)).copied().unwrap_or(0);
-                lag += end.saturating_sub(done);
-            }
-        }
-        lag
+                let done = committed
+                    .get(name)
+                    .and_then(|m| m.get(&p))
+                    .copied()
+                    .unwrap_or(0);
+                (p, end, done)
+            })
+            .collect()
     }
 
     /// Whether the pipeline has started and processed everything in the log.
@@ -495,19 +513,12 @@ impl Weir {
         let mut sources = serde_json::Map::new();
         let mut total_lag = 0u64;
         for (name, s) in &self.project.config.sources {
-            let Some(t) = self.log.topic(name) else {
+            if self.log.topic(name).is_none() {
                 continue;
-            };
+            }
             let mut parts = Vec::new();
             let mut lag = 0;
-            for p in 0..t.partition_count() {
-                let end = t.partition(p).map_or(0, |x| x.end_offset());
-                let committed = st
-                    .committed
-                    .get(name)
-                    .and_then(|m| m.get(&p))
-                    .copied()
-                    .unwrap_or(0);
+            for (p, end, committed) in self.partition_offsets(name, &st.committed) {
                 lag += end.saturating_sub(committed);
                 parts.push(json!({"partition": p, "end_offset": end, "committed_offset": committed, "lag": end.saturating_sub(committed)}));
             }

@@ -88,17 +88,12 @@ pub fn render(weir: &Weir) -> String {
     );
     let mut lag_rows = Vec::new();
     for name in weir.project().config.sources.keys() {
-        let Some(t) = log.topic(name) else { continue };
+        if log.topic(name).is_none() {
+            continue;
+        }
         let mut total = 0;
-        for p in 0..t.partition_count() {
-            let end = t.partition(p).map_or(0, |x| x.end_offset());
+        for (p, end, done) in weir.partition_offsets(name, &st.committed) {
             total += end;
-            let done = st
-                .committed
-                .get(name)
-                .and_then(|m| m.get(&p))
-                .copied()
-                .unwrap_or(0);
             lag_rows.push((name.clone(), p.to_string(), end.saturating_sub(done)));
         }
         o.val(

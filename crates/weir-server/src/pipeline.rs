@@ -115,24 +115,16 @@ pub fn sources(weir: &Weir, rates: Option<&BTreeMap<String, f64>>) -> Vec<Source
     let st = weir.pipeline_status();
     let mut out = Vec::new();
     for (name, s) in &weir.project().config.sources {
-        let mut parts = Vec::new();
-        if let Some(t) = weir.log().topic(name) {
-            for p in 0..t.partition_count() {
-                let end = t.partition(p).map_or(0, |x| x.end_offset());
-                let committed = st
-                    .committed
-                    .get(name)
-                    .and_then(|m| m.get(&p))
-                    .copied()
-                    .unwrap_or(0);
-                parts.push(SourcePartition {
-                    partition: p,
-                    end_offset: end,
-                    committed_offset: committed,
-                    lag: end.saturating_sub(committed),
-                });
-            }
-        }
+        let parts: Vec<SourcePartition> = weir
+            .partition_offsets(name, &st.committed)
+            .into_iter()
+            .map(|(p, end, committed)| SourcePartition {
+                partition: p,
+                end_offset: end,
+                committed_offset: committed,
+                lag: end.saturating_sub(committed),
+            })
+            .collect();
         out.push(SourceStatus {
             name: name.clone(),
             kind: s.kind().to_owned(),

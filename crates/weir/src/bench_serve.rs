@@ -72,22 +72,23 @@ impl PgConn {
         }
     }
 
-    fn query(&mut self, sql: &str) -> anyhow::Result<usize> {
+    /// Sends a simple-protocol Query message.
+    fn send_query(&mut self, sql: &str) -> anyhow::Result<()> {
         let mut msg = vec![b'Q'];
         msg.extend_from_slice(&((sql.len() + 5) as i32).to_be_bytes());
         msg.extend_from_slice(sql.as_bytes());
         msg.push(0);
-        self.stream.write_all(&msg)?;
+        Ok(self.stream.write_all(&msg)?)
+    }
+
+    fn query(&mut self, sql: &str) -> anyhow::Result<usize> {
+        self.send_query(sql)?;
         self.until_ready()
     }
 
     /// The first column of the first row, as text.
     fn scalar(&mut self, sql: &str) -> anyhow::Result<String> {
-        let mut msg = vec![b'Q'];
-        msg.extend_from_slice(&((sql.len() + 5) as i32).to_be_bytes());
-        msg.extend_from_slice(sql.as_bytes());
-        msg.push(0);
-        self.stream.write_all(&msg)?;
+        self.send_query(sql)?;
         let mut value = None;
         loop {
             let (kind, body) = self.message()?;

@@ -8,7 +8,7 @@ use arrow::array::{
     Int64Array, RecordBatch,
 };
 use arrow::compute::{CastOptions, cast_with_options};
-use arrow::datatypes::{DataType, Date32Type, Schema, TimeUnit, TimestampMicrosecondType};
+use arrow::datatypes::{DataType, Date32Type, TimeUnit, TimestampMicrosecondType};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use datafusion::scalar::ScalarValue;
@@ -61,18 +61,20 @@ pub fn arrow_type(t: &Type) -> Option<DataType> {
     })
 }
 
-/// Row description for `schema`, each column in the format the client asked for.
-pub fn fields(schema: &Schema, format: &Format) -> Vec<FieldInfo> {
-    schema
-        .fields()
-        .iter()
+/// Row description for columns (name, Arrow type), each in the format the client asked for.
+pub fn fields<'a>(
+    columns: impl IntoIterator<Item = (&'a str, &'a DataType)>,
+    format: &Format,
+) -> Vec<FieldInfo> {
+    columns
+        .into_iter()
         .enumerate()
-        .map(|(i, f)| {
+        .map(|(i, (name, t))| {
             FieldInfo::new(
-                f.name().clone(),
+                name.to_owned(),
                 None,
                 None,
-                pg_type(f.data_type()),
+                pg_type(t),
                 format.format_for(i),
             )
         })

@@ -223,7 +223,7 @@ impl Engine {
                 _ => Response::Execution(Tag::new(tag)),
             }),
             Action::Empty(_) => {
-                let fields = Arc::new(text_fields(&stmt.columns, format));
+                let fields = Arc::new(column_fields(&stmt.columns, format));
                 Ok(Response::Query(QueryResponse::new(fields, stream::empty())))
             }
             Action::Show(name, value) => {
@@ -263,23 +263,18 @@ impl Engine {
     }
 }
 
-fn text_fields(cols: &[(String, DataType)], format: &Format) -> Vec<FieldInfo> {
-    cols.iter()
-        .enumerate()
-        .map(|(i, (n, t))| {
-            FieldInfo::new(
-                n.clone(),
-                None,
-                None,
-                encode::pg_type(t),
-                format.format_for(i),
-            )
-        })
-        .collect()
+fn column_fields(cols: &[(String, DataType)], format: &Format) -> Vec<FieldInfo> {
+    encode::fields(cols.iter().map(|(n, t)| (n.as_str(), t)), format)
 }
 
 fn respond(schema: &SchemaRef, batches: &[RecordBatch], format: &Format) -> PgWireResult<Response> {
-    let fields = Arc::new(encode::fields(schema, format));
+    let fields = Arc::new(encode::fields(
+        schema
+            .fields()
+            .iter()
+            .map(|f| (f.name().as_str(), f.data_type())),
+        format,
+    ));
     let rows = encode::rows(batches, fields.clone())?;
     Ok(Response::Query(QueryResponse::new(
         fields,
@@ -287,10 +282,15 @@ fn respond(schema: &SchemaRef, batches: &[RecordBatch], format: &Format) -> PgWi
     )))
 }
 
-/// The handlers of one server (shared by its connections).
+/// The query handlers of one server (shared by its connections).
 pub struct Handlers {
     engine: Arc<Engine>,
     parser: Arc<StatementParser>,
+}
+
+/// Everything a connection is served with.
+pub struct Server {
+    queries: Arc<Handlers>,
     startup: Arc<Startup>,
 }
 
@@ -337,7 +337,7 @@ impl QueryParser for StatementParser {
         stmt: &PgStatement,
         column_format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
-        Ok(text_fields(
+        Ok(column_fields(
             &stmt.columns,
             column_format.unwrap_or(&Format::UnifiedText),
         ))
@@ -533,21 +533,13 @@ impl StartupHandler for Startup {
     }
 }
 
-impl PgWireServerHandlers for Handlers {
+impl PgWireServerHandlers for Server {
     fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
-        Arc::new(Handlers {
-            engine: self.engine.clone(),
-            parser: self.parser.clone(),
-            startup: self.startup.clone(),
-        })
+        self.queries.clone()
     }
 
     fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
-        Arc::new(Handlers {
-            engine: self.engine.clone(),
-            parser: self.parser.clone(),
-            startup: self.startup.clone(),
-        })
+        self.queries.clone()
     }
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
@@ -579,11 +571,13 @@ pub async fn serve(
         session: tokio::sync::OnceCell::new(),
         catalog: Mutex::new(None),
     });
-    let handlers = Arc::new(Handlers {
-        parser: Arc::new(StatementParser {
-            engine: engine.clone(),
+    let handlers = Arc::new(Server {
+        queries: Arc::new(Handlers {
+            parser: Arc::new(StatementParser {
+                engine: engine.clone(),
+            }),
+            engine,
         }),
-        engine,
         startup: Arc::new(Startup {
             params,
             pids: RandomPidSecretKeyGenerator::default(),
