@@ -192,7 +192,10 @@ fn check_common(t: &str) -> Result<(), String> {
         ));
     }
     if t.contains('\0') {
-        return Err(format!("`{}`: a topic cannot contain NUL", t.escape_debug()));
+        return Err(format!(
+            "`{}`: a topic cannot contain NUL",
+            t.escape_debug()
+        ));
     }
     Ok(())
 }
@@ -227,7 +230,10 @@ pub fn check_client_id(key: &str, id: &str) -> Result<(), String> {
         return Err(format!("{key}: expected a non-empty client id"));
     }
     if id.len() > usize::from(u16::MAX) || id.contains('\0') {
-        return Err(format!("{key}: `{}` is not a valid client id", id.escape_debug()));
+        return Err(format!(
+            "{key}: `{}` is not a valid client id",
+            id.escape_debug()
+        ));
     }
     Ok(())
 }
@@ -343,8 +349,13 @@ mod tests {
         assert!(e.contains("scheme `http`"), "{e}");
         let e = Broker::parse("sinks.k.url", "mqtt://h", None, Some("pw")).unwrap_err();
         assert!(e.starts_with("sinks.k.username"), "{e}");
-        let e = Broker::parse("sources.s.url", "mqtt://${WEIR_SURELY_UNSET_MQTT}", None, None)
-            .unwrap_err();
+        let e = Broker::parse(
+            "sources.s.url",
+            "mqtt://${WEIR_SURELY_UNSET_MQTT}",
+            None,
+            None,
+        )
+        .unwrap_err();
         assert!(e.contains("WEIR_SURELY_UNSET_MQTT"), "{e}");
         assert_eq!(redact("mqtt://u:secret@h:1883"), "mqtt://u:***@h:1883");
     }

@@ -36,9 +36,7 @@ use rumqttc::{AsyncClient, ClientError, Event, EventLoop, Outgoing, Packet, QoS}
 use serde::{Deserialize, Serialize};
 use weir_core::HumanDuration;
 
-use super::{
-    Broker, check_client_id, check_keep_alive, check_qos, check_topic, connection_error,
-};
+use super::{Broker, check_client_id, check_keep_alive, check_qos, check_topic, connection_error};
 use crate::error::{ConnectorError, Result};
 use crate::sink::{Sink, SinkWrite};
 
@@ -99,10 +97,14 @@ impl MqttSinkConfig {
                 key("url")
             ));
         }
-        let uses_env = [Some(&self.url), self.username.as_ref(), self.password.as_ref()]
-            .into_iter()
-            .flatten()
-            .any(|s| s.contains("${"));
+        let uses_env = [
+            Some(&self.url),
+            self.username.as_ref(),
+            self.password.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .any(|s| s.contains("${"));
         if !uses_env {
             Broker::parse(
                 &key("url"),
@@ -141,8 +143,11 @@ impl MqttSinkConfig {
             .map_err(|m| config_err(format!("sinks.{name}.topic: {m}")))?;
         let qos = check_qos(&format!("sinks.{name}.qos"), self.qos).map_err(config_err)?;
         let client_id = self.client_id.clone().unwrap_or_else(|| {
-            let r = std::collections::hash_map::RandomState::new()
-                .hash_one((name, weir_core::now_ms(), std::process::id()));
+            let r = std::collections::hash_map::RandomState::new().hash_one((
+                name,
+                weir_core::now_ms(),
+                std::process::id(),
+            ));
             format!("weir-sink-{name}-{:08x}", r as u32)
         });
         Ok(MqttSink {
@@ -291,7 +296,10 @@ impl MqttSink {
                 let f = ArrayFormatter::try_new(batch.column(i).as_ref(), &opts).map_err(|e| {
                     ConnectorError::Config {
                         source_name: self.name.clone(),
-                        reason: format!("sinks.{}.topic: cannot format column `{c}`: {e}", self.name),
+                        reason: format!(
+                            "sinks.{}.topic: cannot format column `{c}`: {e}",
+                            self.name
+                        ),
                     }
                 })?;
                 cols.insert(c.to_owned(), (i, f));
@@ -330,9 +338,10 @@ impl MqttSink {
     /// The connection, made anew when there is none or it idled past the keep-alive.
     async fn connection(&mut self) -> Result<&mut Conn> {
         let keep_alive = self.cfg.keep_alive.0;
-        let stale = self.conn.as_ref().is_some_and(|c| {
-            !keep_alive.is_zero() && c.last_used.elapsed() >= keep_alive
-        });
+        let stale = self
+            .conn
+            .as_ref()
+            .is_some_and(|c| !keep_alive.is_zero() && c.last_used.elapsed() >= keep_alive);
         if stale {
             self.conn = None;
         }
@@ -468,7 +477,9 @@ mod tests {
         );
         assert_eq!(t.render(|_| None), "alerts//");
         assert_eq!(
-            TopicTemplate::parse("plain/topic").unwrap().render(|_| None),
+            TopicTemplate::parse("plain/topic")
+                .unwrap()
+                .render(|_| None),
             "plain/topic"
         );
         for (bad, hint) in [
@@ -508,7 +519,9 @@ mod tests {
             ],
         )
         .unwrap();
-        let m = sink("alerts/{device_id}").messages(std::slice::from_ref(&batch)).unwrap();
+        let m = sink("alerts/{device_id}")
+            .messages(std::slice::from_ref(&batch))
+            .unwrap();
         assert_eq!(m.len(), 2);
         assert_eq!(m[0].0, "alerts/dev1");
         let v: serde_json::Value = serde_json::from_slice(&m[0].1).unwrap();
@@ -516,9 +529,14 @@ mod tests {
         assert_eq!(m[1].0, "alerts/");
         let v: serde_json::Value = serde_json::from_slice(&m[1].1).unwrap();
         assert_eq!(v, serde_json::json!({"device_id": null, "value": null}));
-        let e = sink("alerts/{nope}").messages(&[batch]).unwrap_err().to_string();
+        let e = sink("alerts/{nope}")
+            .messages(&[batch])
+            .unwrap_err()
+            .to_string();
         assert!(
-            e.contains("sinks.alerts.topic") && e.contains("`nope`") && e.contains("device_id, value"),
+            e.contains("sinks.alerts.topic")
+                && e.contains("`nope`")
+                && e.contains("device_id, value"),
             "{e}"
         );
     }
@@ -529,12 +547,30 @@ mod tests {
         let with = |k: &str, v: serde_json::Value| {
             let mut b = base.clone();
             b[k] = v;
-            serde_json::from_value::<MqttSinkConfig>(b).unwrap().validate("k")
+            serde_json::from_value::<MqttSinkConfig>(b)
+                .unwrap()
+                .validate("k")
         };
         assert!(with("retain", true.into()).is_ok());
-        assert!(with("qos", 2.into()).unwrap_err().starts_with("sinks.k.qos: "));
-        assert!(with("topic", "a/#".into()).unwrap_err().starts_with("sinks.k.topic: "));
-        assert!(with("url", "".into()).unwrap_err().starts_with("sinks.k.url: "));
-        assert!(with("timeout", "0s".into()).unwrap_err().starts_with("sinks.k.timeout"));
+        assert!(
+            with("qos", 2.into())
+                .unwrap_err()
+                .starts_with("sinks.k.qos: ")
+        );
+        assert!(
+            with("topic", "a/#".into())
+                .unwrap_err()
+                .starts_with("sinks.k.topic: ")
+        );
+        assert!(
+            with("url", "".into())
+                .unwrap_err()
+                .starts_with("sinks.k.url: ")
+        );
+        assert!(
+            with("timeout", "0s".into())
+                .unwrap_err()
+                .starts_with("sinks.k.timeout")
+        );
     }
 }

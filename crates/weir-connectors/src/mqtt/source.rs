@@ -131,10 +131,14 @@ impl MqttConfig {
             ));
         }
         // With `${ENV}` the URL is checked at start, when the variables are read.
-        let uses_env = [Some(&self.url), self.username.as_ref(), self.password.as_ref()]
-            .into_iter()
-            .flatten()
-            .any(|s| s.contains("${"));
+        let uses_env = [
+            Some(&self.url),
+            self.username.as_ref(),
+            self.password.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .any(|s| s.contains("${"));
         if !uses_env {
             Broker::parse(
                 &key("url"),
@@ -230,8 +234,11 @@ impl Session {
             Some(id) => id.to_owned(),
             None if !s.client_id.is_empty() => s.client_id.clone(),
             None => {
-                let r = std::collections::hash_map::RandomState::new()
-                    .hash_one((source, weir_core::now_ms(), std::process::id()));
+                let r = std::collections::hash_map::RandomState::new().hash_one((
+                    source,
+                    weir_core::now_ms(),
+                    std::process::id(),
+                ));
                 format!("weir-{source}-{:08x}", r as u32)
             }
         };
@@ -626,7 +633,11 @@ mod tests {
 
     #[test]
     fn records_keep_the_payload_and_add_topic_and_arrival() {
-        let v = parse(&record_value("s/dev1/t", r#"{"value": 21.5, "unit": "C"}"#, 7));
+        let v = parse(&record_value(
+            "s/dev1/t",
+            r#"{"value": 21.5, "unit": "C"}"#,
+            7,
+        ));
         assert_eq!(
             v,
             serde_json::json!({"value": 21.5, "unit": "C", "topic": "s/dev1/t", "received_at": 7})
@@ -640,7 +651,11 @@ mod tests {
         assert_eq!(v["payload"], "on fire");
         let v = parse(&record_value("s/dev1/t", "", 7));
         assert_eq!(v["payload"], "");
-        let v = parse(&record_value("s/x", r#"{"topic": "mine", "payload_topic": 1}"#, 7));
+        let v = parse(&record_value(
+            "s/x",
+            r#"{"topic": "mine", "payload_topic": 1}"#,
+            7,
+        ));
         assert_eq!(v["topic"], "s/x");
         assert_eq!(v["payload_topic"], 1);
         assert_eq!(v["payload_payload_topic"], "mine");
@@ -662,7 +677,10 @@ mod tests {
         assert!(e.starts_with("sources.r.topics: `a/#/b`"), "{e}");
         c.topics.clear();
         let e = c.validate("r").unwrap_err();
-        assert!(e.starts_with("sources.r.topics: expected at least one"), "{e}");
+        assert!(
+            e.starts_with("sources.r.topics: expected at least one"),
+            "{e}"
+        );
         c.topics = vec!["x".into(), "x".into()];
         assert!(c.validate("r").unwrap_err().contains("listed twice"));
         let e = cfg(r#", "client_id": """#).validate("r").unwrap_err();
