@@ -407,6 +407,8 @@ async fn a_clean_restart_reads_only_new_messages_and_commits_the_group() {
     assert_eq!(st["sources"]["orders"]["health"]["connected"], true, "{st}");
     weir.stop();
     weir.join();
+    // The log stays locked until the last handle is gone.
+    drop(weir);
 
     produce(&brokers, &topic, &orders("r", 300..500)).await;
     let weir = start(&config);
@@ -501,6 +503,7 @@ async fn unreachable_brokers_and_missing_topics_show_in_status() {
     });
     weir.stop();
     weir.join();
+    drop(weir);
 
     let Some(brokers) = brokers() else { return };
     let dir = tempfile::tempdir().unwrap();
