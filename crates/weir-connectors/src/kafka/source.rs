@@ -410,7 +410,20 @@ impl KafkaSource {
                     None if known_topic => Offset::Beginning,
                     None => match self.start {
                         StartAt::Earliest => Offset::Beginning,
-                        StartAt::Latest => Offset::End,
+                        // The partition's end now, as a number: librdkafka's logical
+                        // `End` delivered every later message twice from one broker tested.
+                        StartAt::Latest => {
+                            let (_, high) = consumer
+                                .fetch_watermarks(topic, p.id(), METADATA_TIMEOUT)
+                                .map_err(|e| {
+                                    format!(
+                                        "reading the end of {topic}/{}: {}",
+                                        p.id(),
+                                        describe(&e)
+                                    )
+                                })?;
+                            Offset::Offset(high)
+                        }
                     },
                 };
                 tpl.add_partition_offset(topic, p.id(), offset)
