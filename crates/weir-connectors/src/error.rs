@@ -26,6 +26,16 @@ pub enum ConnectorError {
         line: u64,
         reason: String,
     },
+    /// An outside system failed or refused an operation. `retry` says whether trying again
+    /// later can help (connection lost, timeout, 5xx) or not (a missing table, a type the
+    /// target cannot hold).
+    #[error("`{connector}`: {operation}: {reason}")]
+    Remote {
+        connector: String,
+        operation: String,
+        reason: String,
+        retry: bool,
+    },
     #[error("source `{source_name}`: writing to the log failed: {error}")]
     Log {
         source_name: String,
@@ -42,6 +52,8 @@ impl ConnectorError {
             | ConnectorError::EmptyBody { .. }
             | ConnectorError::BadFile { .. } => ErrorKind::User,
             ConnectorError::Io { .. } => ErrorKind::External,
+            ConnectorError::Remote { retry: true, .. } => ErrorKind::External,
+            ConnectorError::Remote { retry: false, .. } => ErrorKind::User,
             ConnectorError::Log { error, .. } => error.kind(),
         }
     }

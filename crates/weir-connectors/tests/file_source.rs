@@ -13,6 +13,7 @@ fn config(format: FileFormat) -> FileConfig {
         partitions: 1,
         poll: "50ms".parse().unwrap(),
         max_line_size: "64B".parse().unwrap(),
+        schema: None,
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use weir_connectors::SourceConfig;
+use weir_connectors::{SinkConfig, SourceConfig};
 use weir_core::{ByteSize, HumanDuration};
 use weir_sql::decode::FieldType;
 use weir_sql::spec::Action;
@@ -36,6 +36,9 @@ pub struct WeirConfig {
     /// Tables by name.
     #[serde(default)]
     pub tables: BTreeMap<String, TableConfig>,
+    /// Sinks by name: where a streaming table's rows go besides its Delta table.
+    #[serde(default)]
+    pub sinks: BTreeMap<String, SinkConfig>,
     /// Limits shared by every DAG.
     #[serde(default)]
     pub orchestrator: crate::dag::config::OrchestratorConfig,
@@ -423,6 +426,39 @@ impl Project {
                     format!("sources.{name}"),
                     "a source and a table cannot share a name".into(),
                 ));
+            }
+        }
+        for (name, k) in &c.sinks {
+            check_name(name).map_err(|m| self.err(format!("sinks.{name}"), m))?;
+            k.validate(name).map_err(|m| {
+                let (key, msg) = m
+                    .split_once(": ")
+                    .map_or((format!("sinks.{name}"), m.clone()), |(k, v)| {
+                        (k.to_owned(), v.to_owned())
+                    });
+                self.err(key, msg)
+            })?;
+            match c.tables.get(k.from()) {
+                Some(t) if t.mode == TableMode::Streaming => {}
+                Some(_) => {
+                    return Err(self.err(
+                        format!("sinks.{name}.from"),
+                        format!(
+                            "`{}` is a batch table; a sink reads a streaming table",
+                            k.from()
+                        ),
+                    ));
+                }
+                None => {
+                    return Err(self.err(
+                        format!("sinks.{name}.from"),
+                        format!(
+                            "`{}` is not a table (tables: {})",
+                            k.from(),
+                            list(c.tables.keys())
+                        ),
+                    ));
+                }
             }
         }
         for (name, t) in &c.tables {

@@ -11,8 +11,9 @@
 //! So every input record reaches every table exactly once, whenever the process dies.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arrow::array::{ArrayRef, Int32Array, Int64Array, StringArray, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -26,7 +27,8 @@ use weir_sql::stream::{Input, Output, StreamingTable, TableMetrics};
 use crate::checkpoint::{Checkpoint, CheckpointStore, Ranges};
 use crate::config::{Project, parse_schema};
 use crate::error::{OrchestratorError, Result};
-use crate::status::{LatencyHistogram, PipelineStatus, TableStatus};
+use crate::status::{LatencyHistogram, PipelineStatus, SinkStatus, TableStatus};
+use weir_connectors::sink::Sink;
 
 /// Application id carried by every Delta commit of the pipeline.
 pub const APP_ID: &str = "weir-pipeline";
@@ -52,8 +54,13 @@ pub struct Pipeline {
     inflight: Option<Inflight>,
     /// Wall time of each table's Delta commit (ms) since the last published batch.
     commit_ms: Vec<(String, i64)>,
+    /// Sinks by name with the table they read; a sink travels with its task like a writer.
+    sinks: BTreeMap<String, (String, Option<Box<dyn Sink>>)>,
     status: Arc<Mutex<PipelineStatus>>,
+    stop: Arc<AtomicBool>,
 }
+
+type SinkTask = tokio::task::JoinHandle<(String, Box<dyn Sink>, Result<()>)>;
 
 type CommitTask = tokio::task::JoinHandle<(
     String,
@@ -66,6 +73,7 @@ type CommitTask = tokio::task::JoinHandle<(
 struct Inflight {
     ckpt: Checkpoint,
     tasks: Vec<CommitTask>,
+    sink_tasks: Vec<SinkTask>,
     ingest_ms: Vec<i64>,
     records: u64,
     started: Instant,
@@ -253,8 +261,18 @@ impl Pipeline {
         log: Arc<Log>,
         lake: Lake,
         status: Arc<Mutex<PipelineStatus>>,
+        stop: Arc<AtomicBool>,
     ) -> Result<Self> {
         let (tables, out_schemas) = plan_tables_with_schemas(project).await?;
+        let mut sinks = BTreeMap::new();
+        for (name, k) in &project.config.sinks {
+            sinks.insert(name.clone(), (k.from().to_owned(), Some(k.build(name)?)));
+            if let Ok(mut st) = status.lock() {
+                let e = st.sinks.entry(name.clone()).or_default();
+                e.kind = k.kind().to_owned();
+                e.from = k.from().to_owned();
+            }
+        }
         let store = CheckpointStore::open(project.data_dir().join("checkpoints"))?;
         let topics: Vec<String> = project.config.sources.keys().cloned().collect();
         let mut partition_by = BTreeMap::new();
@@ -277,7 +295,9 @@ impl Pipeline {
             committed: None,
             inflight: None,
             commit_ms: Vec::new(),
+            sinks,
             status,
+            stop,
         };
         let mut names: Vec<(String, Option<SchemaRef>)> = p
             .topics
@@ -343,7 +363,7 @@ impl Pipeline {
             );
         }
         self.restore_state(&ckpt)?;
-        self.commit_outputs(last, replayed).await?;
+        self.commit_outputs(last, &ckpt.ranges, replayed).await?;
         self.commit_cursors(&ckpt.ranges)?;
         self.committed = Some(ckpt.clone());
         self.last = Some(ckpt);
@@ -452,7 +472,10 @@ impl Pipeline {
             return Ok(());
         };
         let batch_id = inflight.ckpt.batch_id;
-        self.join_commits(inflight.tasks).await?;
+        let tables = self.join_commits(inflight.tasks).await;
+        let sinks = self.join_sinks(inflight.sink_tasks).await;
+        tables?;
+        sinks?;
         let committed_ms = weir_core::now_ms();
         tracing::debug!(
             batch = batch_id,
@@ -583,16 +606,27 @@ impl Pipeline {
     }
 
     /// Commits a replayed batch's outputs and waits for them (recovery).
-    async fn commit_outputs(&mut self, batch_id: u64, out: BatchOutput) -> Result<()> {
+    async fn commit_outputs(
+        &mut self,
+        batch_id: u64,
+        ranges: &Ranges,
+        out: BatchOutput,
+    ) -> Result<()> {
+        let sink_tasks = self.spawn_sinks(batch_id, ranges, &out.tables);
         let tasks = self.spawn_table_commits(batch_id, out.tables);
-        self.join_commits(tasks).await
+        let tables = self.join_commits(tasks).await;
+        let sinks = self.join_sinks(sink_tasks).await;
+        tables?;
+        sinks
     }
 
     fn spawn_commits(&mut self, ckpt: Checkpoint, out: BatchOutput, started: Instant) -> Inflight {
+        let sink_tasks = self.spawn_sinks(ckpt.batch_id, &ckpt.ranges, &out.tables);
         let tasks = self.spawn_table_commits(ckpt.batch_id, out.tables);
         Inflight {
             ckpt,
             tasks,
+            sink_tasks,
             ingest_ms: out.ingest_ms,
             records: out.records,
             started,
@@ -620,6 +654,73 @@ impl Pipeline {
             }));
         }
         pending
+    }
+
+    /// Starts one task per sink whose table has rows in this batch. A task retries outside
+    /// failures (PostgreSQL down, a broker restarting) with backoff until the write succeeds
+    /// or weir stops, reporting each failure in the sink's status; the batch counts as
+    /// committed only when every sink has it, so nothing is lost while a target is away.
+    fn spawn_sinks(
+        &mut self,
+        batch_id: u64,
+        ranges: &Ranges,
+        tables: &BTreeMap<String, Vec<RecordBatch>>,
+    ) -> Vec<SinkTask> {
+        let offsets = offsets_json(ranges);
+        let mut tasks = Vec::new();
+        for (name, (from, slot)) in &mut self.sinks {
+            let Some(rows) = tables.get(from.as_str()).filter(|r| !r.is_empty()) else {
+                continue;
+            };
+            let Some(mut sink) = slot.take() else {
+                continue;
+            };
+            let rows = rows.clone();
+            let name = name.clone();
+            let offsets = offsets.clone();
+            let status = self.status.clone();
+            let stop = self.stop.clone();
+            tasks.push(tokio::spawn(async move {
+                let r = deliver(
+                    &name,
+                    sink.as_mut(),
+                    batch_id,
+                    &offsets,
+                    &rows,
+                    &status,
+                    &stop,
+                )
+                .await;
+                (name, sink, r)
+            }));
+        }
+        tasks
+    }
+
+    async fn join_sinks(&mut self, tasks: Vec<SinkTask>) -> Result<()> {
+        let mut first_err: Option<OrchestratorError> = None;
+        for task in tasks {
+            match task.await {
+                Ok((name, sink, r)) => {
+                    if let Some(slot) = self.sinks.get_mut(&name) {
+                        slot.1 = Some(sink);
+                    }
+                    if let Err(e) = r {
+                        first_err.get_or_insert(e);
+                    }
+                }
+                Err(e) => {
+                    first_err.get_or_insert(OrchestratorError::Corrupt {
+                        path: "sink task".into(),
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     async fn join_commits(&mut self, tasks: Vec<CommitTask>) -> Result<()> {
@@ -721,6 +822,76 @@ impl Pipeline {
     /// resumed from).
     pub fn last_checkpoint(&self) -> Option<&Checkpoint> {
         self.committed.as_ref()
+    }
+}
+
+/// A batch's input ranges as `{"topic": {"partition": [from, to]}}`.
+fn offsets_json(ranges: &Ranges) -> String {
+    let v: BTreeMap<&String, BTreeMap<String, [u64; 2]>> = ranges
+        .iter()
+        .map(|(t, parts)| {
+            (
+                t,
+                parts
+                    .iter()
+                    .map(|(p, (a, b))| (p.to_string(), [*a, *b]))
+                    .collect(),
+            )
+        })
+        .collect();
+    serde_json::to_string(&v).unwrap_or_else(|_| "{}".into())
+}
+
+/// Writes one batch to one sink, retrying outside failures until it succeeds or weir stops.
+async fn deliver(
+    name: &str,
+    sink: &mut dyn Sink,
+    batch_id: u64,
+    offsets: &str,
+    rows: &[RecordBatch],
+    status: &Mutex<PipelineStatus>,
+    stop: &AtomicBool,
+) -> Result<()> {
+    let update = |f: &dyn Fn(&mut SinkStatus)| {
+        if let Ok(mut st) = status.lock() {
+            f(st.sinks.entry(name.to_owned()).or_default());
+        }
+    };
+    let mut backoff = weir_connectors::source::Backoff::new(Duration::from_secs(10));
+    loop {
+        match sink.write(batch_id, offsets, rows).await {
+            Ok(w) => {
+                update(&|s| {
+                    s.retrying = false;
+                    s.last_error = None;
+                    s.last_batch_id = Some(batch_id);
+                    if w.skipped {
+                        s.skipped_batches += 1;
+                    } else {
+                        s.batches += 1;
+                        s.rows += w.rows;
+                    }
+                });
+                if w.skipped {
+                    tracing::info!(sink = %name, batch = batch_id, "batch already delivered; skipped");
+                }
+                return Ok(());
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                update(&|s| {
+                    s.errors += 1;
+                    s.last_error = Some(msg.clone());
+                    s.retrying = e.kind() == weir_core::ErrorKind::External;
+                });
+                if e.kind() != weir_core::ErrorKind::External || stop.load(Ordering::Relaxed) {
+                    return Err(e.into());
+                }
+                let delay = backoff.next_delay();
+                tracing::warn!(sink = %name, batch = batch_id, error = %e, retry_in_ms = delay.as_millis() as u64, "sink write failed; retrying");
+                tokio::time::sleep(delay).await;
+            }
+        }
     }
 }
 

@@ -14,6 +14,8 @@ use weir_connectors::dlq::DLQ_TOPIC;
 use weir_connectors::file::FileSource;
 use weir_connectors::generator::{GeneratorConfig, run_generator};
 use weir_connectors::http::{IngestReport, LineIngest};
+use weir_connectors::schema::{SchemaRegistry, SchemaValidator};
+use weir_connectors::source::{HealthSnapshot, SourceContext, SourceHealth};
 use weir_lake::Lake;
 use weir_log::{Log, LogConfig};
 
@@ -42,6 +44,11 @@ pub struct Weir {
     stop: Arc<AtomicBool>,
     ingest: BTreeMap<String, Arc<LineIngest>>,
     produced: BTreeMap<String, Arc<AtomicU64>>,
+    health: BTreeMap<String, Arc<SourceHealth>>,
+    /// The schema registry (`<data_dir>/registry`), served by the HTTP API.
+    schemas: Arc<SchemaRegistry>,
+    /// The validator of each source that declares `schema = "<subject>"`.
+    validators: BTreeMap<String, Arc<SchemaValidator>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     started: Instant,
     dags: std::sync::OnceLock<Arc<crate::dag::Orchestrator>>,
@@ -60,21 +67,41 @@ impl Weir {
         let log = Arc::new(Log::open(cfg)?);
         let dlq = log.create_topic(DLQ_TOPIC, 1)?;
         let lake = Lake::try_new(data.join("lake"))?;
+        let registry_dir = data.join("registry");
+        let schemas = Arc::new(SchemaRegistry::open(&registry_dir).map_err(|e| {
+            OrchestratorError::Store {
+                path: registry_dir.display().to_string(),
+                reason: e.to_string(),
+            }
+        })?);
+        let health: BTreeMap<String, Arc<SourceHealth>> = project
+            .config
+            .sources
+            .keys()
+            .map(|n| (n.clone(), Arc::new(SourceHealth::default())))
+            .collect();
+        let mut validators = BTreeMap::new();
         let mut ingest = BTreeMap::new();
         let mut produced = BTreeMap::new();
         for (name, s) in &project.config.sources {
             let topic = log.create_topic(name, s.partitions())?;
+            let validator = s.schema().map(|subject| {
+                let mut v = SchemaValidator::new(schemas.clone(), name, subject);
+                if let Some(h) = health.get(name) {
+                    v = v.with_health(h.clone());
+                }
+                Arc::new(v)
+            });
             if let SourceConfig::Http(h) = s {
-                ingest.insert(
-                    name.clone(),
-                    Arc::new(LineIngest::new(
-                        name,
-                        topic,
-                        dlq.clone(),
-                        h.key.clone(),
-                        h.max_line_size,
-                    )),
-                );
+                let mut li =
+                    LineIngest::new(name, topic, dlq.clone(), h.key.clone(), h.max_line_size);
+                if let Some(v) = &validator {
+                    li = li.with_validator(v.clone());
+                }
+                ingest.insert(name.clone(), Arc::new(li));
+            }
+            if let Some(v) = validator {
+                validators.insert(name.clone(), v);
             }
             produced.insert(name.clone(), Arc::new(AtomicU64::new(0)));
         }
@@ -86,6 +113,9 @@ impl Weir {
             stop: Arc::new(AtomicBool::new(false)),
             ingest,
             produced,
+            health,
+            schemas,
+            validators,
             threads: Mutex::new(Vec::new()),
             started: Instant::now(),
             dags: std::sync::OnceLock::new(),
@@ -102,6 +132,11 @@ impl Weir {
 
     pub fn lake(&self) -> &Lake {
         &self.lake
+    }
+
+    /// The project's schema registry.
+    pub fn schemas(&self) -> &Arc<SchemaRegistry> {
+        &self.schemas
     }
 
     /// Starts the pipeline thread (after planning and recovery succeed) and the source
@@ -131,6 +166,12 @@ impl Weir {
                     reason: "the pipeline thread ended while starting".into(),
                 });
             }
+        }
+        // The registry lives in the data dir, so an unknown subject is found only now: say so
+        // in the log and the source's status (its records are dead-lettered until a schema is
+        // registered under the subject).
+        for v in self.validators.values() {
+            v.report_if_missing();
         }
         let mut gens: Vec<(String, GeneratorConfig)> = self
             .project
@@ -220,6 +261,9 @@ impl Weir {
                 let folder = self.project.root.join(&f.path);
                 let state = self.project.data_dir().join("sources").join(name);
                 let mut src = FileSource::try_new(name, f.clone(), folder, state, topic, dlq)?;
+                if let Some(v) = self.validators.get(name) {
+                    src = src.with_validator(v.clone());
+                }
                 let stop = self.stop.clone();
                 let n = name.clone();
                 let h = std::thread::Builder::new()
@@ -236,7 +280,52 @@ impl Weir {
                 self.threads.lock().map(|mut t| t.push(h)).ok();
             }
         }
+        for (name, s) in &self.project.config.sources {
+            let Some(mut src) = s.pull_source(name)? else {
+                continue;
+            };
+            let topic = self
+                .log
+                .topic(name)
+                .ok_or_else(|| OrchestratorError::Config {
+                    file: self.project.path.display().to_string(),
+                    key: format!("sources.{name}"),
+                    message: "the source's topic does not exist".into(),
+                })?;
+            let ctx = SourceContext {
+                name: name.clone(),
+                topic,
+                dlq: self.log.create_topic(DLQ_TOPIC, 1)?,
+                stop: self.stop.clone(),
+                produced: self.produced.get(name).cloned().unwrap_or_default(),
+                state_dir: self.project.data_dir().join("sources").join(name),
+                health: self.health.get(name).cloned().unwrap_or_default(),
+                validator: self.validators.get(name).cloned(),
+            };
+            let kind = s.kind();
+            let h = std::thread::Builder::new()
+                .name(format!("weir-{kind}-{name}"))
+                .spawn(move || {
+                    if let Err(e) = src.run(&ctx) {
+                        ctx.health.failed(&e.to_string());
+                        tracing::error!(source = %ctx.name, error = %e, "source stopped");
+                    }
+                })
+                .map_err(|source| OrchestratorError::Io {
+                    path: "source thread".into(),
+                    source,
+                })?;
+            self.threads.lock().map(|mut t| t.push(h)).ok();
+        }
         Ok(())
+    }
+
+    /// Errors and liveness of a pulling source (all zero for the others).
+    pub fn source_health(&self, name: &str) -> HealthSnapshot {
+        self.health
+            .get(name)
+            .map(|h| h.snapshot())
+            .unwrap_or_default()
     }
 
     fn pipeline_thread(self: Arc<Self>, ready: std::sync::mpsc::Sender<Result<()>>) {
@@ -263,6 +352,7 @@ impl Weir {
                 self.log.clone(),
                 self.lake.clone(),
                 self.status.clone(),
+                self.stop.clone(),
             )
             .await
             {
@@ -300,6 +390,7 @@ impl Weir {
                             self.log.clone(),
                             self.lake.clone(),
                             self.status.clone(),
+                            self.stop.clone(),
                         )
                         .await
                         {
@@ -526,6 +617,7 @@ impl Weir {
             sources.insert(
                 name.clone(),
                 json!({"kind": s.kind(), "partitions": parts, "lag": lag,
+                       "health": self.source_health(name),
                        "records_in": parts.iter().map(|p| p["end_offset"].as_u64().unwrap_or(0)).sum::<u64>()}),
             );
         }
@@ -537,6 +629,7 @@ impl Weir {
             "dead_letters": dlq,
             "sources": sources,
             "tables": st.tables,
+            "sinks": st.sinks,
             "delta_versions": st.delta_versions,
             "pipeline": {
                 "batches": st.batches,

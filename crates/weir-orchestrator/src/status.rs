@@ -84,6 +84,28 @@ pub struct TableStatus {
     pub delta_version: i64,
 }
 
+/// One sink's live figures.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SinkStatus {
+    pub kind: String,
+    /// The table whose rows it receives.
+    pub from: String,
+    /// Rows written since start.
+    pub rows: u64,
+    /// Batches written since start.
+    pub batches: u64,
+    /// Replayed batches found already delivered and skipped.
+    pub skipped_batches: u64,
+    /// Failed attempts since start (outside failures are retried).
+    pub errors: u64,
+    /// The last batch delivered.
+    pub last_batch_id: Option<u64>,
+    /// The failure of the last attempt, cleared by a success.
+    pub last_error: Option<String>,
+    /// True while a batch is being retried.
+    pub retrying: bool,
+}
+
 /// The pipeline's live figures.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PipelineStatus {
@@ -101,6 +123,8 @@ pub struct PipelineStatus {
     pub batch_duration: LatencyHistogram,
     /// Wall time of each Delta commit, per table (ms).
     pub commit_duration: BTreeMap<String, LatencyHistogram>,
+    /// Per sink: rows delivered, retries and the last error.
+    pub sinks: BTreeMap<String, SinkStatus>,
     /// Set once the pipeline has planned its tables and recovered.
     pub ready: bool,
     /// Set when the pipeline stopped on an error.

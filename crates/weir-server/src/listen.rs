@@ -128,7 +128,8 @@ pub async fn start(
 }
 
 /// The role a request needs: reading is `reader`; anything that changes state (ingest,
-/// triggers, backfills, replays) is `operator`. `POST /v1/query` only reads.
+/// triggers, backfills, replays, registering schemas) is `operator`. `POST /v1/query`, schema
+/// lookups and compatibility checks only read.
 fn needed_role(method: &Method, path: &str) -> Option<Role> {
     if path == "/health" || path == "/ready" {
         return None;
@@ -137,7 +138,11 @@ fn needed_role(method: &Method, path: &str) -> Option<Role> {
     if path == "/" || path.starts_with("/assets/") || path == "/favicon.ico" {
         return None;
     }
-    if method == Method::GET || method == Method::HEAD || path == "/v1/query" {
+    if method == Method::GET
+        || method == Method::HEAD
+        || path == "/v1/query"
+        || crate::registry::read_only_post(method, path)
+    {
         Some(Role::Reader)
     } else {
         Some(Role::Operator)

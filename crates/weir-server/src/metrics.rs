@@ -127,6 +127,66 @@ pub fn render(weir: &Weir) -> String {
         );
     }
 
+    o.head(
+        "weir_source_errors_total",
+        "counter",
+        "Failed attempts of each pulling source to reach its outside system (each retried).",
+    );
+    for name in weir.project().config.sources.keys() {
+        let h = weir.source_health(name);
+        o.val(
+            "weir_source_errors_total",
+            &[("source", name)],
+            h.errors as f64,
+        );
+    }
+    o.head(
+        "weir_source_connected",
+        "gauge",
+        "1 when a pulling source's last attempt to reach its outside system worked.",
+    );
+    for (name, s) in &weir.project().config.sources {
+        if s.pull_source_kind() {
+            let h = weir.source_health(name);
+            o.val(
+                "weir_source_connected",
+                &[("source", name)],
+                if h.connected { 1.0 } else { 0.0 },
+            );
+        }
+    }
+    let sinks: [(
+        &str,
+        &str,
+        &str,
+        fn(&weir_orchestrator::status::SinkStatus) -> f64,
+    ); 3] = [
+        (
+            "weir_sink_rows_total",
+            "counter",
+            "Rows each sink wrote to its outside system.",
+            |s| s.rows as f64,
+        ),
+        (
+            "weir_sink_errors_total",
+            "counter",
+            "Failed attempts of each sink to write a batch (outside failures are retried).",
+            |s| s.errors as f64,
+        ),
+        (
+            "weir_sink_retrying",
+            "gauge",
+            "1 while a sink is retrying a batch (its target is failing).",
+            |s| if s.retrying { 1.0 } else { 0.0 },
+        ),
+    ];
+    for (metric, kind, help, f) in sinks {
+        o.head(metric, kind, help);
+        for (name, s) in &st.sinks {
+            o.val(metric, &[("sink", name), ("kind", &s.kind)], f(s));
+        }
+    }
+
     let dlq = weir.dead_letters();
     o.head(
         "weir_dead_letters_total",

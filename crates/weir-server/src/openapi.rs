@@ -438,6 +438,22 @@ impl Endpoint {
         Self::new("post", path, axum::routing::post(handler), summary)
     }
 
+    pub fn put<H, T>(path: &'static str, summary: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        Self::new("put", path, axum::routing::put(handler), summary)
+    }
+
+    pub fn delete<H, T>(path: &'static str, summary: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        Self::new("delete", path, axum::routing::delete(handler), summary)
+    }
+
     #[must_use]
     pub fn describe(mut self, description: &'static str) -> Self {
         self.description = description;
@@ -520,6 +536,22 @@ impl Endpoint {
                 description,
             },
         ));
+        self
+    }
+
+    /// Documents the request body and the JSON responses declared so far under another JSON
+    /// media type (the schema registry's `application/vnd.schemaregistry.v1+json`).
+    #[must_use]
+    pub fn media(mut self, content_type: &'static str) -> Self {
+        for b in self
+            .request
+            .iter_mut()
+            .chain(self.responses.iter_mut().map(|(_, b)| b))
+        {
+            if b.content_type == "application/json" {
+                b.content_type = content_type;
+            }
+        }
         self
     }
 

@@ -9,7 +9,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 
 use crate::openapi::{ApiSchema, Endpoint, api_object, document};
-use crate::{AppState, dags, logs, pipeline, quality, settings, stream, tables};
+use crate::{AppState, dags, dlq, logs, pipeline, quality, settings, stream, tables};
 
 api_object! {
     /// Every error: what went wrong, and whose fault it is.
@@ -49,7 +49,7 @@ api_object! {
 
 /// The API's routes and their documentation.
 pub fn endpoints() -> Vec<Endpoint> {
-    vec![
+    let mut all = vec![
         Endpoint::get("/health", "Liveness", crate::health)
             .tag("operations")
             .describe("200 while the process serves HTTP.")
@@ -127,6 +127,18 @@ pub fn endpoints() -> Vec<Endpoint> {
             .query::<tables::RowsQuery>()
             .json::<tables::DeadLetterList>(200, "The newest records the sources refused.")
             .errors(&[400]),
+        Endpoint::get("/v1/dlq", "Dead-letter queue", dlq::get_list)
+            .tag("quality")
+            .query::<dlq::DlqQuery>()
+            .describe("The dead letters matching the filter (the newest `limit`, oldest first) with what replays made of them, and counts per source and reason. Payloads are cut to their first 200 bytes unless one entry is asked for by `id`.")
+            .json::<dlq::DlqList>(200, "The dead letters.")
+            .errors(&[400, 404]),
+        Endpoint::post("/v1/dlq/replay", "Replay dead letters", dlq::post_replay)
+            .tag("quality")
+            .describe("Sends the payloads of the matching dead letters through their source's checks again, with the source's current settings: a payload that passes is appended to the source's log (and flows through the pipeline), one that fails becomes a new dead letter. Each dead letter is replayed at most once, also across crashes. 404 when nothing matches.")
+            .body::<dlq::ReplayRequest>(false, "Which dead letters; an empty body replays every one not replayed yet.")
+            .json::<dlq::ReplayReport>(200, "What the replay did.")
+            .errors(&[400, 404]),
         Endpoint::get("/v1/logs", "Recent log", logs::list)
             .tag("operations")
             .query::<logs::LogQuery>()
@@ -174,7 +186,10 @@ pub fn endpoints() -> Vec<Endpoint> {
             .param("id", "A run id.")
             .json::<dags::RunDetail>(200, "The run with its tasks, attempts (with logs) and check results.")
             .errors(&[400, 404]),
-    ]
+    ];
+    // The schema registry, at the root paths Confluent's clients call.
+    all.extend(crate::registry::endpoints());
+    all
 }
 
 /// The routes of [`endpoints`], for `app`.

@@ -5,9 +5,13 @@
 //! malformed (the caller quarantines it with its raw text); a field whose value has the wrong
 //! type, or a timestamp that does not parse, becomes NULL so that the table's expectations can
 //! name the problem (`missing_customer_id`, `unparseable_ts`, ...). Unknown fields are ignored.
+//! A declared name with dots is a path into nested objects: `name.first` reads
+//! `{"name":{"first":"Ana"}}`, so records that keep their nesting (a REST API's users, a CDC
+//! change's `after` image) are flattened by the schema and named in SQL as `"name.first"`.
+//! A name is looked up whole first, so a top-level key that itself contains a dot still matches.
 //! Nothing here allocates per field beyond the output buffers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -77,6 +81,9 @@ pub struct JsonDecoder {
     schema: SchemaRef,
     types: Vec<FieldType>,
     index: HashMap<String, usize>,
+    /// Every proper dotted prefix of a declared name (`a` and `a.b` for `a.b.c`): objects
+    /// found under these paths are descended into.
+    prefixes: HashSet<String>,
 }
 
 impl JsonDecoder {
@@ -95,6 +102,10 @@ impl JsonDecoder {
                 .iter()
                 .enumerate()
                 .map(|(i, (n, _))| (n.clone(), i))
+                .collect(),
+            prefixes: fields
+                .iter()
+                .flat_map(|(n, _)| n.match_indices('.').map(|(i, _)| n[..i].to_owned()))
                 .collect(),
         }
     }
@@ -120,13 +131,17 @@ impl JsonDecoder {
         let mut malformed = Vec::new();
         let mut cells = vec![Cell::Null; self.types.len()];
         let mut text = String::new();
+        let mut path = String::new();
         for (i, raw) in records.enumerate() {
             cells.fill(Cell::Null);
             text.clear();
+            path.clear();
             let mut row = RowSeed {
                 decoder: self,
                 cells: &mut cells,
                 text: &mut text,
+                path: &mut path,
+                nested: false,
             };
             let mut de = serde_json::Deserializer::from_slice(raw);
             let outcome = (&mut row).deserialize(&mut de).and_then(|()| de.end());
@@ -201,10 +216,20 @@ impl ColumnBuilder {
     }
 }
 
+/// Fills the cells of one record's object, or of an object nested under a declared prefix
+/// (`nested`), whose dotted path so far is `path`.
 struct RowSeed<'a> {
     decoder: &'a JsonDecoder,
     cells: &'a mut [Cell],
     text: &'a mut String,
+    path: &'a mut String,
+    nested: bool,
+}
+
+enum Target {
+    Column(usize),
+    Object,
+    Skip,
 }
 
 impl<'de> DeserializeSeed<'de> for &mut RowSeed<'_> {
@@ -223,21 +248,96 @@ impl<'de> Visitor<'de> for &mut RowSeed<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let d = self.decoder;
+        let base = self.path.len();
         while let Some(key) = map.next_key_seed(KeySeed)? {
-            match self.decoder.index.get(key.as_ref()) {
-                Some(&col) => {
+            let name: &str = if base == 0 {
+                key.as_ref()
+            } else {
+                self.path.push('.');
+                self.path.push_str(&key);
+                self.path
+            };
+            let target = match d.index.get(name) {
+                Some(&col) => Target::Column(col),
+                None if !d.prefixes.is_empty() && d.prefixes.contains(name) => Target::Object,
+                None => Target::Skip,
+            };
+            match target {
+                Target::Column(col) => {
                     let cell = map.next_value_seed(ValueSeed {
-                        ty: self.decoder.types[col],
+                        ty: d.types[col],
                         text: self.text,
                     })?;
                     self.cells[col] = cell;
                 }
-                None => {
+                Target::Object => {
+                    if base == 0 {
+                        self.path.push_str(&key);
+                    }
+                    map.next_value_seed(&mut RowSeed {
+                        decoder: d,
+                        cells: &mut *self.cells,
+                        text: &mut *self.text,
+                        path: &mut *self.path,
+                        nested: true,
+                    })?;
+                }
+                Target::Skip => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
+            self.path.truncate(base);
         }
         Ok(())
+    }
+
+    // A record must be an object; a value under a declared prefix that is not one (null, a
+    // string, an array) leaves the fields below it NULL.
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        self.not_object(de::Unexpected::Bool(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        self.not_object(de::Unexpected::Signed(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        self.not_object(de::Unexpected::Unsigned(v))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        self.not_object(de::Unexpected::Float(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        self.not_object(de::Unexpected::Str(v))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.not_object(de::Unexpected::Unit)
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        if !self.nested {
+            return Err(de::Error::invalid_type(
+                de::Unexpected::Seq,
+                &"a JSON object",
+            ));
+        }
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+}
+
+impl RowSeed<'_> {
+    fn not_object<E: de::Error>(&self, unexpected: de::Unexpected<'_>) -> Result<(), E> {
+        if self.nested {
+            Ok(())
+        } else {
+            Err(de::Error::invalid_type(unexpected, &"a JSON object"))
+        }
     }
 }
 
@@ -483,6 +583,39 @@ mod tests {
             bad.iter().map(|m| m.index).collect::<Vec<_>>(),
             vec![0, 1, 2, 3, 4]
         );
+    }
+
+    #[test]
+    fn dotted_names_read_nested_objects() {
+        let d = JsonDecoder::new(&[
+            ("name.first".into(), FieldType::String),
+            ("dob.age".into(), FieldType::Bigint),
+            ("a.b.c".into(), FieldType::String),
+            ("odd.key".into(), FieldType::String),
+            ("email".into(), FieldType::String),
+        ]);
+        let lines: Vec<&[u8]> = vec![
+            br#"{"name":{"title":"Ms","first":"Ana"},"dob":{"age":41},"a":{"b":{"c":"deep","x":[1]}},"email":"a@x"}"#,
+            br#"{"name":null,"dob":"1980","a":{"b":[{"c":"not reached"}]},"odd.key":"top-level dotted key"}"#,
+            br#"{"email":"only","name":{"first":{"nested":"too deep"}}}"#,
+        ];
+        let (batch, rows, bad) = d.decode(lines).unwrap();
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(rows, vec![0, 1, 2]);
+        let first = batch.column(0).as_string::<i32>();
+        assert_eq!(first.value(0), "Ana");
+        assert!(first.is_null(1) && first.is_null(2));
+        let age = batch.column(1).as_primitive::<Int64Type>();
+        assert_eq!(age.value(0), 41);
+        assert!(age.is_null(1));
+        let c = batch.column(2).as_string::<i32>();
+        assert_eq!(c.value(0), "deep");
+        assert!(c.is_null(1));
+        assert_eq!(
+            batch.column(3).as_string::<i32>().value(1),
+            "top-level dotted key"
+        );
+        assert_eq!(batch.column(4).as_string::<i32>().value(2), "only");
     }
 
     #[test]

@@ -35,6 +35,22 @@ pub enum Which {
         #[arg(long, default_value_t = 5)]
         repeat: usize,
     },
+    /// The postgres sink against a real server: rows/s of COPY append, upsert of new keys and
+    /// upsert over existing keys (median of the runs).
+    Postgres {
+        /// Server URL (default: WEIR_PG_URL, else postgres://postgres@127.0.0.1:5432/postgres).
+        #[arg(long)]
+        url: Option<String>,
+        /// Rows per run.
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: u64,
+        /// Rows per micro-batch (one transaction each).
+        #[arg(long, default_value_t = 50_000)]
+        batch: u64,
+        /// Runs of each mode.
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+    },
     /// Serving: pipeline throughput with vs without a dashboard attached (runs alternated),
     /// then on that lake the PostgreSQL endpoint's point-query and one-day-aggregate latency
     /// and the /metrics scrape time.
@@ -69,6 +85,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let (events, dir, keep) = match args.which {
         Which::Shop { events, dir, keep } => (events, dir, keep),
         Which::Dag { repeat } => return bench_dag(repeat).await,
+        Which::Postgres {
+            url,
+            rows,
+            batch,
+            repeat,
+        } => return crate::bench_sink::run(url, rows, batch, repeat).await,
         Which::Serve {
             events,
             queries,

@@ -75,6 +75,8 @@ pub enum Command {
     /// DAGs: list, show, trigger, backfill, runs, logs, clear.
     #[command(subcommand)]
     Dag(crate::dag::DagCommand),
+    /// Dead letters: list, show, replay (after fixing weir.toml).
+    Dlq(crate::dlq::DlqArgs),
     /// Benchmarks.
     Bench(crate::bench::BenchArgs),
 }
@@ -192,6 +194,10 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dag(cmd) => {
             let project = load(&cli.config)?;
             crate::dag::run(project, cmd).await
+        }
+        Command::Dlq(args) => {
+            let project = load(&cli.config)?;
+            crate::dlq::run(&project, args)
         }
     }
 }

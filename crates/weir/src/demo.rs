@@ -1,4 +1,8 @@
-//! `weir demo`: the shop pipeline on generated events, with a live status line and a summary.
+//! `weir demo`: an example pipeline on simulated input, with a live status line and a
+//! summary. The shop example (default) runs on generated events; `--example users` polls a
+//! users API served on loopback by [`crate::simulate`] and `--example iot` subscribes to
+//! readings a simulated fleet publishes to the MQTT broker at `WEIR_MQTT_URL`; both write to
+//! the PostgreSQL at `WEIR_PG_URL`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -11,11 +15,20 @@ use weir_connectors::generator::GeneratorConfig;
 use weir_core::HumanDuration;
 use weir_orchestrator::Weir;
 
+use crate::init::Example;
+
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
-    /// Project directory (created from the shop example when it has no weir.toml).
-    #[arg(long, default_value = "weir-demo")]
-    pub dir: PathBuf,
+    /// Which example: shop (generated events), users (REST API → PostgreSQL) or iot (MQTT →
+    /// PostgreSQL). users and iot read WEIR_PG_URL (default
+    /// postgres://postgres@127.0.0.1:5432/postgres); iot reads WEIR_MQTT_URL (default
+    /// mqtt://127.0.0.1:1883).
+    #[arg(long, value_enum, default_value_t = Example::Shop)]
+    pub example: Example,
+    /// Project directory (created from the example when it has no weir.toml; default
+    /// weir-demo, weir-demo-users or weir-demo-iot).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
     /// Generated events per second.
     #[arg(long, default_value_t = 20_000)]
     pub rate: u64,
@@ -37,12 +50,59 @@ pub struct DemoArgs {
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
-    let config = args.dir.join("weir.toml");
+    let dir = args.dir.clone().unwrap_or_else(|| {
+        PathBuf::from(match args.example {
+            Example::Shop => "weir-demo",
+            Example::Users => "weir-demo-users",
+            Example::Iot => "weir-demo-iot",
+        })
+    });
+    let config = dir.join("weir.toml");
     if !config.exists() {
-        crate::init::init(&args.dir)?;
-        eprintln!("created the shop project in {}", args.dir.display());
+        crate::init::init_example(&dir, args.example)?;
+        eprintln!(
+            "created the {:?} example project in {}",
+            args.example,
+            dir.display()
+        );
     }
-    let project = crate::cli::load(&config)?;
+    let sim_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let published = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut users_api = None;
+    match args.example {
+        Example::Shop => {}
+        Example::Users => {
+            let addr = crate::simulate::start_users_api("127.0.0.1:0", sim_stop.clone())
+                .context("starting the simulated users API")?;
+            users_api = Some(addr);
+            eprintln!("weir demo: simulated users API on http://{addr}/api/");
+        }
+        Example::Iot => {
+            let url = std::env::var("WEIR_MQTT_URL")
+                .ok()
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(|| "mqtt://127.0.0.1:1883".into());
+            let (stop, published) = (sim_stop.clone(), published.clone());
+            let seed = args.seed;
+            std::thread::spawn(move || {
+                if let Err(e) =
+                    crate::simulate::publish_readings(&url, 20, 50, seed, stop, published)
+                {
+                    eprintln!("weir demo: the simulated sensors stopped: {e:#}");
+                }
+            });
+            eprintln!("weir demo: 20 simulated sensors publish to sensors/<device>/reading");
+        }
+    }
+    let mut project = crate::cli::load(&config)?;
+    if let Some(addr) = users_api {
+        // Every `rest` source of the users example polls the simulator instead.
+        for s in project.config.sources.values_mut() {
+            if let weir_connectors::SourceConfig::Rest(r) = s {
+                r.url = format!("http://{addr}/api/?results=10");
+            }
+        }
+    }
     let listen = weir_server::listen::Listen {
         http: args
             .listen
@@ -62,7 +122,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         seed: args.seed,
         ..GeneratorConfig::default()
     };
-    weir.start(vec![("events".into(), generator)])?;
+    let generators = if args.example == Example::Shop {
+        vec![("events".into(), generator)]
+    } else {
+        Vec::new()
+    };
+    weir.start(generators)?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     match weir_server::listen::start(weir.clone(), &listen, async move {
         let _ = stop_rx.await;
@@ -111,13 +176,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             last_t = Instant::now();
             last_print = Instant::now();
             let t = &st["tables"];
-            let line = format!(
-                "events in {events_in} | silver {} | quarantine {} | late {} | gold {} | lag {lag} | {rate:.0} ev/s",
-                t["silver_events"]["rows_out"].as_u64().unwrap_or(0),
-                t["silver_events"]["quarantined"].as_u64().unwrap_or(0),
-                t["gold_category_minute"]["late"].as_u64().unwrap_or(0),
-                t["gold_category_minute"]["rows_out"].as_u64().unwrap_or(0),
-            );
+            let line = if args.example != Example::Shop {
+                generic_line(&st)
+            } else {
+                format!(
+                    "events in {events_in} | silver {} | quarantine {} | late {} | gold {} | lag {lag} | {rate:.0} ev/s",
+                    t["silver_events"]["rows_out"].as_u64().unwrap_or(0),
+                    t["silver_events"]["quarantined"].as_u64().unwrap_or(0),
+                    t["gold_category_minute"]["late"].as_u64().unwrap_or(0),
+                    t["gold_category_minute"]["rows_out"].as_u64().unwrap_or(0),
+                )
+            };
             if tty {
                 eprint!("\r\x1b[2K{line}");
             } else {
@@ -142,11 +211,125 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         eprintln!();
     }
     eprintln!("stopping ({reason})…");
+    sim_stop.store(true, std::sync::atomic::Ordering::Relaxed);
     weir.stop();
     let w = weir.clone();
     tokio::task::spawn_blocking(move || w.join()).await?;
     let _ = stop_tx.send(());
-    summary(&weir, &config, started.elapsed()).await
+    if args.example == Example::Shop {
+        summary(&weir, &config, started.elapsed()).await
+    } else {
+        example_summary(&weir, &config, started.elapsed()).await
+    }
+}
+
+/// The status line of the users and iot examples: records in per source, rows per table,
+/// rows delivered per sink and the sinks' errors.
+fn generic_line(st: &serde_json::Value) -> String {
+    let mut parts = Vec::new();
+    if let Some(sources) = st["sources"].as_object() {
+        for (name, s) in sources {
+            let mut p = format!("{name} in {}", s["records_in"].as_u64().unwrap_or(0));
+            if let Some(e) = s["health"]["last_error"].as_str() {
+                p.push_str(&format!(" (error: {e})"));
+            }
+            parts.push(p);
+        }
+    }
+    if let Some(tables) = st["tables"].as_object() {
+        for (name, t) in tables {
+            parts.push(format!(
+                "{name} {} (quarantined {})",
+                t["rows_out"].as_u64().unwrap_or(0),
+                t["quarantined"].as_u64().unwrap_or(0)
+            ));
+        }
+    }
+    if let Some(sinks) = st["sinks"].as_object() {
+        for (name, k) in sinks {
+            let mut p = format!("→ {name} {} rows", k["rows"].as_u64().unwrap_or(0));
+            if let Some(e) = k["last_error"].as_str() {
+                p.push_str(&format!(" (retrying: {e})"));
+            }
+            parts.push(p);
+        }
+    }
+    format!(
+        "{} | lag {}",
+        parts.join(" | "),
+        st["lag"].as_u64().unwrap_or(0)
+    )
+}
+
+async fn example_summary(
+    weir: &Arc<Weir>,
+    config: &std::path::Path,
+    elapsed: Duration,
+) -> anyhow::Result<ExitCode> {
+    let lake = weir.lake().clone();
+    let views = weir_orchestrator::config::batch_views(weir.project());
+    let (session, _) = weir_sql::query::QuerySession::try_new(lake.clone(), &views).await?;
+    let p = &weir.project().config;
+    let mut tables: Vec<String> = p.sources.keys().map(|s| format!("bronze_{s}")).collect();
+    for (name, t) in &p.tables {
+        tables.push(name.clone());
+        if !t.expectations.is_empty() {
+            tables.push(format!("{name}_quarantine"));
+        }
+    }
+    println!("weir demo summary ({:.1} s)", elapsed.as_secs_f64());
+    for t in &tables {
+        let n = if lake.exists(t) {
+            let rows = session
+                .run(&format!("SELECT count(*) AS n FROM {t}"))
+                .await?;
+            rows.first()
+                .and_then(|b| {
+                    b.column(0)
+                        .as_any()
+                        .downcast_ref::<arrow::array::Int64Array>()
+                        .map(|a| a.value(0))
+                })
+                .unwrap_or(0)
+        } else {
+            0
+        };
+        println!("  {t:<28} {n}");
+    }
+    let st = weir.status_json();
+    if let Some(sinks) = st["sinks"].as_object() {
+        for (name, k) in sinks {
+            let target = match p.sinks.get(name) {
+                Some(weir_connectors::SinkConfig::Postgres(c)) => {
+                    format!("PostgreSQL table {}", c.table)
+                }
+                Some(other) => format!("{} sink", other.kind()),
+                None => "sink".into(),
+            };
+            println!(
+                "  → {name}: {} rows to {target}{}",
+                k["rows"].as_u64().unwrap_or(0),
+                k["last_error"]
+                    .as_str()
+                    .map(|e| format!(" (last error: {e})"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    let c = config.display();
+    println!("look at the tables:");
+    for t in p.tables.keys() {
+        println!("  weir query -c {c} \"SELECT * FROM {t} LIMIT 10\"");
+    }
+    for k in p.sinks.values() {
+        if let weir_connectors::SinkConfig::Postgres(pg) = k {
+            println!(
+                "  psql \"$WEIR_PG_URL\" -c 'SELECT * FROM {} LIMIT 10'",
+                pg.table
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn summary(

@@ -4,11 +4,14 @@
 
 mod bench;
 mod bench_serve;
+mod bench_sink;
 mod cli;
 mod dag;
 mod demo;
+mod dlq;
 mod init;
 mod query;
+mod simulate;
 
 use std::process::ExitCode;
 

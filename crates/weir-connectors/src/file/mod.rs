@@ -22,6 +22,7 @@ use weir_log::{Record, Topic};
 
 use crate::dlq::{self, RejectReason};
 use crate::error::{ConnectorError, Result};
+use crate::schema::SchemaValidator;
 
 /// `[sources.<name>] type = "file"`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -41,6 +42,11 @@ pub struct FileConfig {
     /// Largest accepted line; longer lines go to the dead-letter topic.
     #[serde(default = "default_max_line")]
     pub max_line_size: ByteSize,
+    /// Schema registry subject whose latest schema every record must match (CSV rows as the
+    /// JSON objects they become); records that do not go to the dead-letter topic with the
+    /// path and the reason.
+    #[serde(default)]
+    pub schema: Option<String>,
 }
 
 /// Format of the files of a `file` source.
@@ -107,6 +113,7 @@ pub struct FileSource {
     ledger: Ledger,
     sizes: BTreeMap<String, u64>,
     pub files_done: AtomicU64,
+    validator: Option<Arc<SchemaValidator>>,
     pub records: AtomicU64,
 }
 
@@ -148,6 +155,7 @@ impl FileSource {
             ledger,
             sizes: BTreeMap::new(),
             files_done: AtomicU64::new(0),
+            validator: None,
             records: AtomicU64::new(0),
         })
     }
@@ -343,6 +351,14 @@ impl FileSource {
         Ok(())
     }
 
+    /// Validates every record against the source's schema: records that fail go to the
+    /// dead-letter topic (reason `schema_mismatch`) instead of the topic.
+    #[must_use]
+    pub fn with_validator(mut self, validator: Arc<SchemaValidator>) -> Self {
+        self.validator = Some(validator);
+        self
+    }
+
     fn flush(
         &self,
         partition: u32,
@@ -350,6 +366,26 @@ impl FileSource {
         dead: &mut Vec<Vec<u8>>,
     ) -> Result<u64> {
         let now = weir_core::now_ms();
+        if let Some(v) = &self.validator
+            && !batch.is_empty()
+        {
+            let values: Vec<&[u8]> = batch.iter().map(|(_, v)| v.as_slice()).collect();
+            let verdicts = v.check(&values);
+            let mut kept = Vec::with_capacity(batch.len());
+            for ((key, value), verdict) in batch.drain(..).zip(verdicts) {
+                match verdict {
+                    None => kept.push((key, value)),
+                    Some(detail) => dead.push(dlq::encode_at(
+                        &self.name,
+                        RejectReason::SchemaMismatch,
+                        format!("{key}: {detail}"),
+                        &value,
+                        Some(&key),
+                    )),
+                }
+            }
+            *batch = kept;
+        }
         let n = batch.len() as u64;
         if !batch.is_empty() {
             let recs: Vec<Record<'_>> = batch

@@ -1,8 +1,9 @@
 //! The `http` source: JSON lines pushed to `POST /v1/sources/<name>/records`.
 //!
 //! The server crate owns the socket; this module owns what happens to a body: split into
-//! lines, reject what cannot be a record (non-UTF-8, over `max_line_size`) to the dead-letter
-//! topic, append the rest to the source's topic, and return only once everything is durable.
+//! lines, reject what cannot be a record (non-UTF-8, over `max_line_size`, failing the schema
+//! named by `schema`) to the dead-letter topic, append the rest to the source's topic, and
+//! return only once everything is durable.
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use weir_log::{Record, Topic};
 
 use crate::dlq::{self, RejectReason};
 use crate::error::{ConnectorError, Result};
+use crate::schema::SchemaValidator;
 
 /// `[sources.<name>] type = "http"`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -30,6 +32,10 @@ pub struct HttpConfig {
     /// Largest accepted request body; larger bodies are refused with 413.
     #[serde(default = "default_max_body")]
     pub max_body_size: ByteSize,
+    /// Schema registry subject whose latest schema every record must match; records that do
+    /// not go to the dead-letter topic with the path and the reason.
+    #[serde(default)]
+    pub schema: Option<String>,
 }
 
 fn default_partitions() -> u32 {
@@ -47,6 +53,7 @@ impl Default for HttpConfig {
         Self {
             partitions: default_partitions(),
             key: None,
+            schema: None,
             max_line_size: default_max_line(),
             max_body_size: default_max_body(),
         }
@@ -87,6 +94,7 @@ pub struct LineIngest {
     dlq: Arc<Topic>,
     key: Option<String>,
     max_line: usize,
+    validator: Option<Arc<SchemaValidator>>,
 }
 
 impl LineIngest {
@@ -103,7 +111,16 @@ impl LineIngest {
             dlq,
             key,
             max_line: usize::try_from(max_line.0).unwrap_or(usize::MAX),
+            validator: None,
         }
+    }
+
+    /// Validates every line against the source's schema: lines that fail go to the
+    /// dead-letter topic (reason `schema_mismatch`) instead of the topic.
+    #[must_use]
+    pub fn with_validator(mut self, validator: Arc<SchemaValidator>) -> Self {
+        self.validator = Some(validator);
+        self
     }
 
     pub fn source_name(&self) -> &str {
@@ -119,6 +136,7 @@ impl LineIngest {
             });
         }
         let mut good: Vec<&[u8]> = Vec::new();
+        let mut good_lines: Vec<usize> = Vec::new();
         let mut dead: Vec<Vec<u8>> = Vec::new();
         for (n, line) in body.split(|b| *b == b'\n').enumerate() {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -146,7 +164,24 @@ impl LineIngest {
                 ));
             } else {
                 good.push(line);
+                good_lines.push(n + 1);
             }
+        }
+        if let Some(v) = &self.validator {
+            let verdicts = v.check(&good);
+            let mut kept = Vec::with_capacity(good.len());
+            for ((line, n), verdict) in good.into_iter().zip(good_lines).zip(verdicts) {
+                match verdict {
+                    None => kept.push(line),
+                    Some(detail) => dead.push(dlq::encode(
+                        &self.name,
+                        RejectReason::SchemaMismatch,
+                        format!("line {n}: {detail}"),
+                        line,
+                    )),
+                }
+            }
+            good = kept;
         }
         let report = IngestReport {
             accepted: good.len() as u64,
