@@ -45,7 +45,10 @@ pub enum FetchError {
     GaveUp(String),
 }
 
-/// Masks the values of `${NAME}` substitutions in text shown to users.
+/// Masks secrets in text shown to users (status, logs, dead letters): the values of `${NAME}`
+/// substitutions the source made, and in URLs the password of `user:password@` and the value
+/// of every query parameter whose name says it is a secret (`api_key`, `token`, `sig`, ...;
+/// weir.toml's own `${NAME}`s are substituted before the source sees them).
 #[derive(Debug, Clone, Default)]
 pub struct Redactor {
     secrets: Vec<(String, String)>,
@@ -63,6 +66,30 @@ impl Redactor {
         }
     }
 
+    /// `url` as shown to users.
+    pub fn url(&self, url: &Url) -> String {
+        let mut u = url.clone();
+        if u.password().is_some() {
+            // Only fails for URLs that cannot have a password, which this one has.
+            let _ = u.set_password(Some(MASK));
+        }
+        if u.query_pairs().any(|(k, _)| is_secret_param(&k)) {
+            let pairs: Vec<(String, String)> = u
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if is_secret_param(&k) {
+                        MASK.to_owned()
+                    } else {
+                        v.into_owned()
+                    };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            u.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        self.apply(u.as_str())
+    }
+
     pub fn apply(&self, text: &str) -> String {
         let mut out = text.to_owned();
         for (v, name) in &self.secrets {
@@ -72,6 +99,21 @@ impl Redactor {
         }
         out
     }
+}
+
+/// What a masked secret reads as.
+pub const MASK: &str = "********";
+
+/// Whether a query parameter's value is a secret, by its name.
+pub fn is_secret_param(name: &str) -> bool {
+    let n = name.to_ascii_lowercase().replace('-', "_");
+    ["password", "passwd", "secret", "token", "auth", "credential", "private", "signature"]
+        .iter()
+        .any(|w| n.contains(w))
+        || n == "key"
+        || n == "sig"
+        || n.ends_with("_key")
+        || n.ends_with("apikey")
 }
 
 /// Sends the GETs of one `rest` source.
@@ -138,11 +180,7 @@ impl Fetcher {
 
     /// `url` as shown to users (secrets masked).
     pub fn display(&self, url: &Url) -> String {
-        self.redact.apply(url.as_str())
-    }
-
-    pub fn redactor(&self) -> &Redactor {
-        &self.redact
+        self.redact.url(url)
     }
 
     /// GETs `url`, retrying what can be retried. Each failed attempt is reported with

@@ -52,8 +52,9 @@ pub use self::source::RestSource;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RestConfig {
-    /// URL to GET (`http` or `https`). `${NAME}` is replaced by the environment variable
-    /// `NAME`; substituted values are masked in status and logs.
+    /// URL to GET (`http` or `https`); `${NAME}` is replaced by the environment variable
+    /// `NAME`. Status and logs show it with secrets masked: a `user:password@` password and
+    /// the value of query parameters named like one (`api_key`, `token`, `sig`, ...).
     pub url: String,
     /// Time between the starts of two polls.
     #[serde(default = "default_every")]

@@ -454,7 +454,7 @@ impl RestSource {
                 if here.as_ref() == Some(&next) {
                     ctx.health.failed(&format!(
                         "the Link header of {} points to itself; stopping this poll",
-                        self.redact.apply(next.as_str())
+                        self.redact.url(&next)
                     ));
                     return None;
                 }

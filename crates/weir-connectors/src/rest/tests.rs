@@ -274,6 +274,16 @@ fn secrets_are_masked_and_excerpts_are_one_line() {
         r.apply("GET http://h/x?key=s3cr3t-value&ab=1"),
         "GET http://h/x?key=${API_KEY}&ab=1"
     );
+    let u = Url::parse("https://me:pw@h/x?page=2&api_key=k1&Access-Token=t&sig=s&key=k&monkey=m")
+        .unwrap();
+    assert_eq!(
+        r.url(&u),
+        "https://me:********@h/x?page=2&api_key=********&Access-Token=********&sig=********&key=********&monkey=m"
+    );
+    assert_eq!(
+        r.url(&Url::parse("http://h/x?q=s3cr3t-value").unwrap()),
+        "http://h/x?q=${API_KEY}"
+    );
     assert_eq!(
         excerpt_text(b"<html>\n  <body>oops</body>\n"),
         "<html> <body>oops</body>"
