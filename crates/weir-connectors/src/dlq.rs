@@ -150,7 +150,7 @@ fn to_hex(bytes: &[u8]) -> String {
 }
 
 fn from_hex(s: &str) -> Result<Vec<u8>, String> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err(format!("hex payload has an odd length ({})", s.len()));
     }
     let digit = |c: u8, at: usize| match c {

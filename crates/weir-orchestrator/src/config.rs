@@ -713,45 +713,124 @@ fn line_of(text: &str, pos: usize) -> usize {
     text[..pos.min(text.len())].matches('\n').count() + 1
 }
 
-/// Replaces `${NAME}` with the environment variable NAME; a missing variable is an error
-/// naming it and its line. `$${` is a literal `${`.
+/// Replaces `${NAME}` with the environment variable NAME, and `${NAME:-default}` with
+/// `default` when NAME is unset or empty; a missing variable without a default is an error
+/// naming it and its line. `$${` is a literal `${`. Comments are left alone (a `${...}` in a
+/// comment is neither substituted nor required), so an example's commented-out lines do not
+/// need their variables.
 pub fn substitute_env(text: &str, path: &Path) -> Result<String> {
+    substitute_with(text, path, |name| std::env::var(name).ok())
+}
+
+/// Where the scanner of [`substitute_with`] stands in TOML's syntax.
+#[derive(Clone, Copy, PartialEq)]
+enum TomlAt {
+    Code,
+    Comment,
+    Basic,
+    Literal,
+    MultiBasic,
+    MultiLiteral,
+}
+
+fn substitute_with(
+    text: &str,
+    path: &Path,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String> {
+    let err = |at: usize, message: String| OrchestratorError::Config {
+        file: path.display().to_string(),
+        key: format!("line {}", line_of(text, at)),
+        message,
+    };
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    let mut consumed = 0;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        let tail = &rest[i..];
-        if let Some(after) = tail.strip_prefix("$${") {
-            out.push_str("${");
-            rest = after;
-            consumed += i + 3;
-            continue;
+    let mut state = TomlAt::Code;
+    let mut i = 0;
+    while i < text.len() {
+        let rest = &text[i..];
+        // Substitution everywhere but in comments.
+        if state != TomlAt::Comment {
+            if rest.starts_with("$${") {
+                out.push_str("${");
+                i += 3;
+                continue;
+            }
+            if let Some(body) = rest.strip_prefix("${") {
+                let Some(end) = body.find('}') else {
+                    return Err(err(i, "`${` without a closing `}`".into()));
+                };
+                let inner = &body[..end];
+                let (name, default) = match inner.split_once(":-") {
+                    Some((n, d)) => (n, Some(d)),
+                    None => (inner, None),
+                };
+                match (
+                    lookup(name).filter(|v| !v.is_empty() || default.is_none()),
+                    default,
+                ) {
+                    (Some(v), _) => out.push_str(&v),
+                    (None, Some(d)) => out.push_str(d),
+                    (None, None) => {
+                        return Err(err(i, format!("environment variable `{name}` is not set")));
+                    }
+                }
+                i += 2 + end + 1;
+                continue;
+            }
         }
-        if let Some(body) = tail.strip_prefix("${") {
-            let Some(end) = body.find('}') else {
-                return Err(OrchestratorError::Config {
-                    file: path.display().to_string(),
-                    key: format!("line {}", line_of(text, consumed + i)),
-                    message: "`${` without a closing `}`".into(),
-                });
-            };
-            let name = &body[..end];
-            let value = std::env::var(name).map_err(|_| OrchestratorError::Config {
-                file: path.display().to_string(),
-                key: format!("line {}", line_of(text, consumed + i)),
-                message: format!("environment variable `{name}` is not set"),
-            })?;
-            out.push_str(&value);
-            rest = &body[end + 1..];
-            consumed += i + 3 + end;
-        } else {
-            out.push('$');
-            rest = &tail[1..];
-            consumed += i + 1;
+        let c = rest.chars().next().unwrap_or('\0');
+        let mut step = c.len_utf8();
+        match state {
+            TomlAt::Code => {
+                if c == '#' {
+                    state = TomlAt::Comment;
+                } else if rest.starts_with("\"\"\"") {
+                    state = TomlAt::MultiBasic;
+                    step = 3;
+                } else if rest.starts_with("'''") {
+                    state = TomlAt::MultiLiteral;
+                    step = 3;
+                } else if c == '"' {
+                    state = TomlAt::Basic;
+                } else if c == '\'' {
+                    state = TomlAt::Literal;
+                }
+            }
+            TomlAt::Comment => {
+                if c == '\n' {
+                    state = TomlAt::Code;
+                }
+            }
+            TomlAt::Basic | TomlAt::MultiBasic if c == '\\' => {
+                // An escape: the next character is taken as it is.
+                step += rest[1..].chars().next().map_or(0, char::len_utf8);
+            }
+            TomlAt::Basic => {
+                if c == '"' || c == '\n' {
+                    state = TomlAt::Code;
+                }
+            }
+            TomlAt::Literal => {
+                if c == '\'' || c == '\n' {
+                    state = TomlAt::Code;
+                }
+            }
+            TomlAt::MultiBasic => {
+                if rest.starts_with("\"\"\"") {
+                    state = TomlAt::Code;
+                    step = 3;
+                }
+            }
+            TomlAt::MultiLiteral => {
+                if rest.starts_with("'''") {
+                    state = TomlAt::Code;
+                    step = 3;
+                }
+            }
         }
+        out.push_str(&rest[..step]);
+        i += step;
     }
-    out.push_str(rest);
     Ok(out)
 }
 
@@ -769,4 +848,58 @@ pub fn batch_views(project: &Project) -> Vec<(String, String)> {
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod substitution_tests {
+    use super::*;
+
+    fn sub(text: &str) -> Result<String> {
+        substitute_with(text, Path::new("weir.toml"), |name| match name {
+            "HOST" => Some("db.internal".into()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn variables_defaults_and_literal_dollars() {
+        assert_eq!(
+            sub("url = \"postgres://${HOST}/x\"\n").unwrap(),
+            "url = \"postgres://db.internal/x\"\n"
+        );
+        assert_eq!(
+            sub("a = \"${MISSING:-mqtt://127.0.0.1:1883}\"\nb = '${EMPTY:-d}'\nc = \"${EMPTY}\"")
+                .unwrap(),
+            "a = \"mqtt://127.0.0.1:1883\"\nb = 'd'\nc = \"\""
+        );
+        assert_eq!(sub("a = \"$${HOST} $5\"").unwrap(), "a = \"${HOST} $5\"");
+        assert_eq!(
+            sub("sql = '''\nSELECT '${HOST}' # not a comment\n'''").unwrap(),
+            "sql = '''\nSELECT 'db.internal' # not a comment\n'''"
+        );
+    }
+
+    #[test]
+    fn comments_are_neither_substituted_nor_required() {
+        let text =
+            "# GET ${MISSING}/api\nurl = \"http://${HOST}/#frag\" # ${ALSO_MISSING}\nx = 1\n";
+        assert_eq!(
+            sub(text).unwrap(),
+            "# GET ${MISSING}/api\nurl = \"http://db.internal/#frag\" # ${ALSO_MISSING}\nx = 1\n"
+        );
+        // A `#` inside a string with an escaped quote before it is not a comment.
+        assert_eq!(
+            sub("a = \"q\\\"#${HOST}\"").unwrap(),
+            "a = \"q\\\"#db.internal\""
+        );
+    }
+
+    #[test]
+    fn a_missing_variable_names_it_and_its_line() {
+        let e = sub("a = 1\nb = \"${NOPE}\"\n").unwrap_err().to_string();
+        assert!(e.contains("NOPE") && e.contains("line 2"), "{e}");
+        let e = sub("a = \"${OPEN\"\n").unwrap_err().to_string();
+        assert!(e.contains("closing"), "{e}");
+    }
 }

@@ -29,10 +29,11 @@ pub struct DemoArgs {
     /// weir-demo, weir-demo-users or weir-demo-iot).
     #[arg(long)]
     pub dir: Option<PathBuf>,
-    /// Generated events per second.
+    /// Generated events per second (shop example).
     #[arg(long, default_value_t = 20_000)]
     pub rate: u64,
-    /// Stop after this many events (once they are all processed).
+    /// Stop after this many events, once they are all processed (shop example; the users
+    /// and iot examples run until --duration or Ctrl-C).
     #[arg(long)]
     pub events: Option<u64>,
     /// Stop after this long, e.g. 30s or 5m.
@@ -50,6 +51,12 @@ pub struct DemoArgs {
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    if args.example != Example::Shop && args.events.is_some() {
+        anyhow::bail!(
+            "--events counts generated shop events; the {:?} example runs until --duration or Ctrl-C",
+            args.example
+        );
+    }
     let dir = args.dir.clone().unwrap_or_else(|| {
         PathBuf::from(match args.example {
             Example::Shop => "weir-demo",

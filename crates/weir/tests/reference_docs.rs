@@ -29,6 +29,8 @@ fn cli_reference_is_up_to_date() {
         vec!["status"],
         vec!["bench", "shop"],
         vec!["bench", "dag"],
+        vec!["bench", "postgres"],
+        vec!["bench", "serve"],
         vec!["dag"],
         vec!["dag", "list"],
         vec!["dag", "show"],
@@ -37,6 +39,10 @@ fn cli_reference_is_up_to_date() {
         vec!["dag", "runs"],
         vec!["dag", "logs"],
         vec!["dag", "clear"],
+        vec!["dlq"],
+        vec!["dlq", "list"],
+        vec!["dlq", "show"],
+        vec!["dlq", "replay"],
     ] {
         let title = if cmd.is_empty() {
             "weir".to_string()

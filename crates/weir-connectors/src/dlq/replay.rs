@@ -459,7 +459,7 @@ impl<'a> Dlq<'a> {
             ..ReplayReport::default()
         };
         // What to append: accepted records per (topic, partition), refused ones to the DLQ.
-        let mut accept: BTreeMap<(String, u32), Vec<(usize, Vec<u8>)>> = BTreeMap::new();
+        let mut accept: BTreeMap<(String, u32), Vec<IndexedPayload>> = BTreeMap::new();
         let mut reject: Vec<(usize, DeadLetter)> = Vec::new();
         for e in matched {
             if e.replayed.is_some() {
@@ -956,3 +956,6 @@ mod tests {
         );
     }
 }
+
+/// A payload to append, with the index of the matched entry it came from.
+type IndexedPayload = (usize, Vec<u8>);

@@ -159,10 +159,8 @@ impl PostgresSink {
         };
         let client = self.client().await?;
         ensure_offsets_table(&name, client).await?;
-        if needs_prepare {
-            if let Some(s) = &schema {
-                prepare_table(&name, &cfg, client, s).await?;
-            }
+        if needs_prepare && let Some(s) = &schema {
+            prepare_table(&name, &cfg, client, s).await?;
         }
         let tx = client
             .transaction()
@@ -197,56 +195,56 @@ impl PostgresSink {
             });
         }
         let total: usize = rows.iter().map(RecordBatch::num_rows).sum();
-        if let Some(schema) = &schema {
-            if total > 0 {
-                let cols: Vec<String> = schema
-                    .fields()
-                    .iter()
-                    .map(|f| quote_ident(f.name()))
-                    .collect();
-                let target = quote_table(&cfg.table);
-                match cfg.mode {
-                    SinkMode::Append => {
-                        copy_rows(&name, &tx, &target, &cols, rows, false).await?;
-                    }
-                    SinkMode::Upsert => {
-                        tx.batch_execute(&format!(
-                            "CREATE TEMP TABLE weir_stage ON COMMIT DROP AS \
+        if let Some(schema) = &schema
+            && total > 0
+        {
+            let cols: Vec<String> = schema
+                .fields()
+                .iter()
+                .map(|f| quote_ident(f.name()))
+                .collect();
+            let target = quote_table(&cfg.table);
+            match cfg.mode {
+                SinkMode::Append => {
+                    copy_rows(&name, &tx, &target, &cols, rows, false).await?;
+                }
+                SinkMode::Upsert => {
+                    tx.batch_execute(&format!(
+                        "CREATE TEMP TABLE weir_stage ON COMMIT DROP AS \
                              SELECT {}, 0::bigint AS weir_row FROM {target} WITH NO DATA",
-                            cols.join(", ")
-                        ))
-                        .await
-                        .map_err(|e| err("creating the staging table", &e))?;
-                        let mut stage_cols = cols.clone();
-                        stage_cols.push("weir_row".into());
-                        copy_rows(&name, &tx, "weir_stage", &stage_cols, rows, true).await?;
-                        let keys: Vec<String> = cfg.key.iter().map(|k| quote_ident(k)).collect();
-                        let key_set: BTreeSet<&str> = cfg.key.iter().map(String::as_str).collect();
-                        let updates: Vec<String> = schema
-                            .fields()
-                            .iter()
-                            .filter(|f| !key_set.contains(f.name().as_str()))
-                            .map(|f| {
-                                let c = quote_ident(f.name());
-                                format!("{c} = EXCLUDED.{c}")
-                            })
-                            .collect();
-                        let on_conflict = if updates.is_empty() {
-                            "DO NOTHING".to_string()
-                        } else {
-                            format!("DO UPDATE SET {}", updates.join(", "))
-                        };
-                        tx.batch_execute(&format!(
-                            "INSERT INTO {target} ({cols}) \
+                        cols.join(", ")
+                    ))
+                    .await
+                    .map_err(|e| err("creating the staging table", &e))?;
+                    let mut stage_cols = cols.clone();
+                    stage_cols.push("weir_row".into());
+                    copy_rows(&name, &tx, "weir_stage", &stage_cols, rows, true).await?;
+                    let keys: Vec<String> = cfg.key.iter().map(|k| quote_ident(k)).collect();
+                    let key_set: BTreeSet<&str> = cfg.key.iter().map(String::as_str).collect();
+                    let updates: Vec<String> = schema
+                        .fields()
+                        .iter()
+                        .filter(|f| !key_set.contains(f.name().as_str()))
+                        .map(|f| {
+                            let c = quote_ident(f.name());
+                            format!("{c} = EXCLUDED.{c}")
+                        })
+                        .collect();
+                    let on_conflict = if updates.is_empty() {
+                        "DO NOTHING".to_string()
+                    } else {
+                        format!("DO UPDATE SET {}", updates.join(", "))
+                    };
+                    tx.batch_execute(&format!(
+                        "INSERT INTO {target} ({cols}) \
                              SELECT DISTINCT ON ({keys}) {cols} FROM weir_stage \
                              ORDER BY {keys}, weir_row DESC \
                              ON CONFLICT ({keys}) {on_conflict}",
-                            cols = cols.join(", "),
-                            keys = keys.join(", "),
-                        ))
-                        .await
-                        .map_err(|e| err(&format!("upserting into {}", cfg.table), &e))?;
-                    }
+                        cols = cols.join(", "),
+                        keys = keys.join(", "),
+                    ))
+                    .await
+                    .map_err(|e| err(&format!("upserting into {}", cfg.table), &e))?;
                 }
             }
         }

@@ -154,7 +154,7 @@ impl Parser {
                             place(loc)
                         ));
                     }
-                    let key = self.display(&t);
+                    let key = display(&t);
                     let key = match &t {
                         Type::Array(_) => "array".to_owned(),
                         Type::Map(_) => "map".to_owned(),
@@ -460,12 +460,9 @@ impl Parser {
         Ok(Type::Named(full))
     }
 
-    fn display(&self, t: &Type) -> String {
-        display(&self.named, t)
-    }
 }
 
-fn display(named: &BTreeMap<String, Named>, t: &Type) -> String {
+fn display(t: &Type) -> String {
     match t {
         Type::Null => "null".into(),
         Type::Boolean => "boolean".into(),
@@ -475,12 +472,12 @@ fn display(named: &BTreeMap<String, Named>, t: &Type) -> String {
         Type::Double => "double".into(),
         Type::Bytes => "bytes".into(),
         Type::String => "string".into(),
-        Type::Array(i) => format!("array<{}>", display(named, i)),
-        Type::Map(v) => format!("map<{}>", display(named, v)),
+        Type::Array(i) => format!("array<{}>", display(i)),
+        Type::Map(v) => format!("map<{}>", display(v)),
         Type::Union(b) => format!(
             "[{}]",
             b.iter()
-                .map(|x| display(named, x))
+                .map(display)
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
@@ -528,7 +525,7 @@ impl AvroSchema {
                             f.name,
                             n.name,
                             show(d),
-                            display(&self.named, &f.ty)
+                            display(&f.ty)
                         ));
                     }
                 }
@@ -735,7 +732,7 @@ impl AvroSchema {
             path: path.to_owned(),
             reason: format!(
                 "expected one of {}, got {}",
-                display(&self.named, &Type::Union(branches.to_vec())),
+                display(&Type::Union(branches.to_vec())),
                 show(v)
             ),
         })
@@ -746,7 +743,7 @@ impl AvroSchema {
             Type::Named(n) => n == k || short(n) == k,
             Type::Array(_) => k == "array",
             Type::Map(_) => k == "map",
-            other => display(&self.named, other) == k,
+            other => display(other) == k,
         }
     }
 }
@@ -794,7 +791,7 @@ impl Resolver<'_> {
     fn changed(&mut self, rt: &Type, wt: &Type, loc: &str, why: Option<String>) {
         let (old, new) = self
             .dir
-            .old_new(display(&self.w.named, wt), display(&self.r.named, rt));
+            .old_new(display(wt), display(rt));
         let why = why.map(|w| format!(" ({w})")).unwrap_or_default();
         self.out.push(format!(
             "{}: type changed from `{old}` to `{new}`{why}",
@@ -824,7 +821,7 @@ impl Resolver<'_> {
                 };
                 if !ok {
                     let (_, reader) = self.dir.sides();
-                    let why = format!("{reader} cannot read `{}`", display(&self.w.named, b));
+                    let why = format!("{reader} cannot read `{}`", display(b));
                     self.changed(rt, wt, loc, Some(why));
                     return;
                 }

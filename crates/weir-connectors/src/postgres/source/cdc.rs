@@ -139,7 +139,7 @@ impl Cdc {
                 &self.name,
                 op,
                 format!(
-                    "wal_level is `{wal_level}`; CDC needs logical decoding: set wal_level = logical in postgresql.conf and restart PostgreSQL (see the postgres source in weir's README)"
+                    "wal_level is `{wal_level}`; CDC needs logical decoding: set wal_level = logical in postgresql.conf and restart PostgreSQL (see the postgres source in docs/connectors.md)"
                 ),
             ));
         }
@@ -405,12 +405,11 @@ impl Cdc {
             .into_iter()
             .filter(|c| {
                 let p = topic.partition_for(Some(c.key.as_slice())) as usize;
-                !self
-                    .resume
+                self.resume
                     .get(p)
                     .copied()
                     .flatten()
-                    .is_some_and(|r| c.pos <= r)
+                    .is_none_or(|r| c.pos > r)
             })
             .map(|c| OutRecord {
                 key: Some(c.key),
