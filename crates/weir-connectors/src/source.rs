@@ -62,6 +62,7 @@ impl SourceContext {
             dlq: self.dlq.clone(),
             produced: self.produced.clone(),
             validator: self.validator.clone(),
+            partial: Arc::default(),
         }
     }
 }
@@ -164,6 +165,19 @@ pub struct Appender {
     dlq: Arc<Topic>,
     produced: Arc<AtomicU64>,
     validator: Option<Arc<SchemaValidator>>,
+    /// A call that failed part-way: the fingerprint of its records and which of its appends
+    /// (one per partition, then the dead letters) were already durable, so that retrying the
+    /// same call does not append those again.
+    partial: Arc<Mutex<Option<Partial>>>,
+}
+
+#[derive(Debug)]
+struct Partial {
+    fingerprint: u64,
+    /// The partition each record was given (round-robin for keyless records must not pick
+    /// again on the retry).
+    parts: Vec<u32>,
+    done: Vec<bool>,
 }
 
 /// One record about to be appended.
@@ -187,78 +201,98 @@ impl Appender {
     }
 
     /// Appends `records` (each to the partition its key hashes to, round-robin without a key)
-    /// and returns once all are durable. On error, none of the call is acknowledged. With a
-    /// validator, records failing the schema go to the dead-letter topic (reason
-    /// `schema_mismatch`, the path and the reason in the detail) instead of the topic.
+    /// and returns once all are durable. On error the call is not acknowledged; the caller
+    /// retries it with the same records, and what of the failed call already became durable
+    /// (one append per partition) is not appended again. With a validator, records failing
+    /// the schema go to the dead-letter topic (reason `schema_mismatch`, the path and the
+    /// reason in the detail) instead of the topic.
     pub fn append(&self, records: &[OutRecord]) -> Result<()> {
         if records.is_empty() {
             return Ok(());
         }
-        let Some(validator) = &self.validator else {
-            return self.append_valid(records.iter());
+        let n = self.topic.partition_count().max(1) as usize;
+        let mut partial = self.partial.lock().unwrap_or_else(|e| e.into_inner());
+        // A retry of the call that failed part-way skips what it already made durable.
+        let (parts, mut done) = match partial.take() {
+            Some(p) if p.fingerprint == fingerprint(records) => (p.parts, p.done),
+            _ => (
+                records
+                    .iter()
+                    .map(|r| self.topic.partition_for(r.key.as_deref()))
+                    .collect(),
+                vec![false; n + 1],
+            ),
         };
-        let values: Vec<&[u8]> = records.iter().map(|r| r.value.as_slice()).collect();
-        let verdicts = validator.check(&values);
-        let mut good = Vec::with_capacity(records.len());
-        let mut dead = Vec::new();
-        for (r, verdict) in records.iter().zip(verdicts) {
-            match verdict {
-                None => good.push(r),
-                Some(detail) => dead.push(dlq::encode(
-                    &self.name,
-                    dlq::RejectReason::SchemaMismatch,
-                    detail,
-                    &r.value,
-                )),
-            }
+        let result = self.append_parts(records, &parts, &mut done);
+        if result.is_err() && done.iter().any(|d| *d) {
+            *partial = Some(Partial {
+                fingerprint: fingerprint(records),
+                parts,
+                done,
+            });
         }
-        if !dead.is_empty() {
-            let now = weir_core::now_ms();
-            let recs: Vec<Record<'_>> = dead.iter().map(|v| Record::new(v, now)).collect();
-            let part = self
-                .dlq
-                .partition(0)
-                .ok_or_else(|| self.corrupt("the dead-letter topic has no partition".into()))?;
-            part.append(&recs).map_err(|error| ConnectorError::Log {
-                source_name: self.name.clone(),
-                error,
-            })?;
-        }
-        self.append_valid(good.into_iter())
+        result
     }
 
-    fn append_valid<'a>(
-        &self,
-        records: impl ExactSizeIterator<Item = &'a OutRecord>,
-    ) -> Result<()> {
-        let count = records.len();
-        if count == 0 {
-            return Ok(());
+    /// Appends `records`, record i to partition `parts[i]`: one append per partition (`done`
+    /// index = partition) and one to the dead-letter topic (the last index), skipping those
+    /// already `done` and marking each that becomes durable.
+    fn append_parts(&self, records: &[OutRecord], parts: &[u32], done: &mut [bool]) -> Result<()> {
+        let n = done.len() - 1;
+        let log_err = |error| ConnectorError::Log {
+            source_name: self.name.clone(),
+            error,
+        };
+        let mut good: Vec<(&OutRecord, u32)> = Vec::with_capacity(records.len());
+        match &self.validator {
+            None => good.extend(records.iter().zip(parts.iter().copied())),
+            Some(validator) => {
+                let values: Vec<&[u8]> = records.iter().map(|r| r.value.as_slice()).collect();
+                let verdicts = validator.check(&values);
+                let mut dead = Vec::new();
+                for ((r, p), verdict) in records.iter().zip(parts).zip(verdicts) {
+                    match verdict {
+                        None => good.push((r, *p)),
+                        Some(detail) => dead.push(dlq::encode(
+                            &self.name,
+                            dlq::RejectReason::SchemaMismatch,
+                            detail,
+                            &r.value,
+                        )),
+                    }
+                }
+                if !dead.is_empty() && !done[n] {
+                    let now = weir_core::now_ms();
+                    let recs: Vec<Record<'_>> = dead.iter().map(|v| Record::new(v, now)).collect();
+                    let part = self.dlq.partition(0).ok_or_else(|| {
+                        self.corrupt("the dead-letter topic has no partition".into())
+                    })?;
+                    part.append(&recs).map_err(log_err)?;
+                    done[n] = true;
+                }
+            }
         }
-        let n = self.topic.partition_count().max(1);
         let mut by_part: Vec<Vec<Record<'_>>> = (0..n).map(|_| Vec::new()).collect();
-        for r in records {
-            let p = self.topic.partition_for(r.key.as_deref());
-            by_part[p as usize].push(Record {
+        for (r, p) in &good {
+            by_part[*p as usize].push(Record {
                 key: r.key.as_deref(),
                 value: &r.value,
                 timestamp_ms: r.timestamp_ms,
             });
         }
         for (p, recs) in by_part.iter().enumerate() {
-            if recs.is_empty() {
+            if recs.is_empty() || done[p] {
                 continue;
             }
             let part = self
                 .topic
                 .partition(p as u32)
                 .ok_or_else(|| self.corrupt(format!("partition {p} is missing")))?;
-            part.append(recs).map_err(|error| ConnectorError::Log {
-                source_name: self.name.clone(),
-                error,
-            })?;
+            part.append(recs).map_err(log_err)?;
+            done[p] = true;
+            self.produced
+                .fetch_add(recs.len() as u64, Ordering::Relaxed);
         }
-        self.produced.fetch_add(count as u64, Ordering::Relaxed);
         Ok(())
     }
 
@@ -315,6 +349,19 @@ impl Appender {
             reason,
         }
     }
+}
+
+/// Identifies a call's records, to recognise its retry.
+fn fingerprint(records: &[OutRecord]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    records.len().hash(&mut h);
+    for r in records {
+        r.key.hash(&mut h);
+        r.value.hash(&mut h);
+        r.timestamp_ms.hash(&mut h);
+    }
+    h.finish()
 }
 
 /// Substitutes `${NAME}` with environment variables (for secrets in URLs and headers), and
