@@ -70,11 +70,13 @@ impl SourceConfig {
     }
 
     /// The schema registry subject every record of the source must match (`schema = "..."`),
-    /// for the kinds that take one so far (`http`, `file`).
+    /// for the kinds whose records are the payloads themselves (`http`, `file`, `rest`).
     pub fn schema(&self) -> Option<&str> {
         match self {
             SourceConfig::Http(c) => c.schema.as_deref(),
             SourceConfig::File(c) => c.schema.as_deref(),
+            #[cfg(feature = "connector-rest")]
+            SourceConfig::Rest(c) => c.schema.as_deref(),
             _ => None,
         }
     }

@@ -81,6 +81,10 @@ pub struct RestConfig {
     /// Partitions of the source's topic.
     #[serde(default = "default_partitions")]
     pub partitions: u32,
+    /// Schema registry subject every record must match; records that do not go to the
+    /// dead-letter queue with the path and the reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
     /// Field of each record (`id`, `login.uuid`) whose value is the log key: it picks the
     /// partition, so one entity's records stay in order. Round-robin when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
