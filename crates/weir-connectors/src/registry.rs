@@ -188,10 +188,14 @@ impl SinkConfig {
     }
 
     /// The running sink. Does no IO: sinks connect on their first write.
-    pub fn build(&self, name: &str) -> crate::Result<Box<dyn Sink>> {
+    /// The running sink. `instance` identifies the project's data (see
+    /// `weir_orchestrator`'s instance id): a sink that records what it delivered in the
+    /// target keys it by name and instance.
+    pub fn build(&self, name: &str, instance: &str) -> crate::Result<Box<dyn Sink>> {
+        let _ = instance;
         Ok(match self {
             #[cfg(feature = "connector-postgres")]
-            SinkConfig::Postgres(c) => Box::new(c.build(name)?),
+            SinkConfig::Postgres(c) => Box::new(c.build(name)?.with_instance(instance)),
             #[cfg(feature = "connector-mqtt")]
             SinkConfig::Mqtt(c) => Box::new(c.build(name)?),
             #[cfg(feature = "connector-kafka")]

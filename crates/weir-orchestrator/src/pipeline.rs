@@ -253,6 +253,44 @@ fn raw_text(recs: &[StoredRecord]) -> StringArray {
     }
 }
 
+/// The id of this project's data: made at random the first time and kept in
+/// `<data_dir>/instance`, so that a project started afresh (its data directory deleted) is a
+/// new instance. Sinks that record delivered batch ids in their target key them by it, or a
+/// fresh project's batch 1 would be taken for a replay of an old one's.
+pub fn instance_id(data_dir: &std::path::Path) -> Result<String> {
+    use std::hash::{BuildHasher, Hasher};
+    let path = data_dir.join("instance");
+    let io = |source| OrchestratorError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => return Ok(s.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    // RandomState is seeded from the OS's randomness; two of them make 128 bits.
+    let mut id = String::new();
+    for _ in 0..2 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        id.push_str(&format!("{:016x}", h.finish()));
+    }
+    std::fs::create_dir_all(data_dir).map_err(io)?;
+    let tmp = data_dir.join("instance.tmp");
+    std::fs::write(&tmp, format!("{id}\n")).map_err(io)?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io)?;
+    std::fs::rename(&tmp, &path).map_err(io)?;
+    Ok(id)
+}
+
 impl Pipeline {
     /// Opens the pipeline: plans tables, opens Delta writers and recovers from the last
     /// checkpoint (replaying its batch into the tables that missed it).
@@ -265,8 +303,16 @@ impl Pipeline {
     ) -> Result<Self> {
         let (tables, out_schemas) = plan_tables_with_schemas(project).await?;
         let mut sinks = BTreeMap::new();
+        let instance = if project.config.sinks.is_empty() {
+            String::new()
+        } else {
+            instance_id(&project.data_dir())?
+        };
         for (name, k) in &project.config.sinks {
-            sinks.insert(name.clone(), (k.from().to_owned(), Some(k.build(name)?)));
+            sinks.insert(
+                name.clone(),
+                (k.from().to_owned(), Some(k.build(name, &instance)?)),
+            );
             if let Ok(mut st) = status.lock() {
                 let e = st.sinks.entry(name.clone()).or_default();
                 e.kind = k.kind().to_owned();

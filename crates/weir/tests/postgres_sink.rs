@@ -110,19 +110,20 @@ fn ingest(config: &Path, source: &str, input: &Path) {
 
 /// `weir run --exit-when-idle`, killed with SIGKILL after `kill_after`; true if it finished.
 fn run(config: &Path, kill_after: Option<Duration>) -> bool {
+    // stderr to a file: a pipe read only at exit could fill and block weir.
+    let log_path = config.with_file_name("run.log");
+    let log = std::fs::File::create(&log_path).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
         .args(["run", "--exit-when-idle", "-c"])
         .arg(config)
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(log)
         .spawn()
         .unwrap();
     let start = Instant::now();
     loop {
         if let Some(status) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            use std::io::Read;
-            child.stderr.take().unwrap().read_to_string(&mut err).ok();
+            let err = std::fs::read_to_string(&log_path).unwrap_or_default();
             assert!(status.success(), "weir run exited with {status}: {err}");
             return true;
         }
@@ -210,8 +211,13 @@ async fn kill_9_leaves_each_row_once_and_upserts_the_latest_values() {
     }
     let offsets: i64 = c
         .query_one(
-            "SELECT batch_id FROM weir_sink_offsets WHERE sink = 'accounts_pg'",
-            &[],
+            "SELECT batch_id FROM weir_sink_offsets WHERE sink = $1",
+            &[&format!(
+                "accounts_pg@{}",
+                std::fs::read_to_string(tmp.path().join("data/instance"))
+                    .unwrap()
+                    .trim()
+            )],
         )
         .await
         .map(|r| r.get(0))

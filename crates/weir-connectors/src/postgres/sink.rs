@@ -97,6 +97,7 @@ impl PostgresSinkConfig {
         let config = parse_url(name, &format!("sinks.{name}.url"), &self.url)?;
         Ok(PostgresSink {
             name: name.to_owned(),
+            identity: name.to_owned(),
             cfg: self.clone(),
             config,
             client: None,
@@ -108,6 +109,9 @@ impl PostgresSinkConfig {
 /// The running `postgres` sink.
 pub struct PostgresSink {
     name: String,
+    /// The sink's row in `weir_sink_offsets`: `<name>@<project instance>`, so that a project
+    /// started afresh (a new data directory) does not inherit an older one's batch ids.
+    identity: String,
     cfg: PostgresSinkConfig,
     config: tokio_postgres::Config,
     client: Option<Client>,
@@ -119,15 +123,28 @@ pub struct PostgresSink {
 pub const OFFSETS_TABLE: &str = "weir_sink_offsets";
 
 impl PostgresSink {
+    /// Keys the sink's delivered batch ids by `instance` too (the project's instance id).
+    #[must_use]
+    pub fn with_instance(mut self, instance: &str) -> Self {
+        self.identity = format!("{}@{instance}", self.name);
+        self
+    }
+
+    /// The sink's key in `weir_sink_offsets`.
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
     /// The last batch id committed for this sink, if any (for tests and status).
     pub async fn committed_batch(&mut self) -> Result<Option<u64>> {
         let name = self.name.clone();
+        let identity = self.identity.clone();
         let client = self.client().await?;
         ensure_offsets_table(&name, client).await?;
         let row = client
             .query_opt(
                 &format!("SELECT batch_id FROM {OFFSETS_TABLE} WHERE sink = $1"),
-                &[&name],
+                &[&identity],
             )
             .await
             .map_err(|e| remote(&name, "reading weir_sink_offsets", &e))?;
@@ -150,6 +167,7 @@ impl PostgresSink {
         rows: &[RecordBatch],
     ) -> Result<SinkWrite> {
         let name = self.name.clone();
+        let identity = self.identity.clone();
         let cfg = self.cfg.clone();
         let schema = rows.first().map(RecordBatch::schema);
         let needs_prepare = match (&schema, &self.prepared_for) {
@@ -172,14 +190,14 @@ impl PostgresSink {
                 "INSERT INTO {OFFSETS_TABLE} (sink, batch_id, source_offsets, updated_at) \
                  VALUES ($1, -1, '{{}}', now()) ON CONFLICT (sink) DO NOTHING"
             ),
-            &[&name],
+            &[&identity],
         )
         .await
         .map_err(|e| err("registering the sink in weir_sink_offsets", &e))?;
         let done: i64 = tx
             .query_one(
                 &format!("SELECT batch_id FROM {OFFSETS_TABLE} WHERE sink = $1 FOR UPDATE"),
-                &[&name],
+                &[&identity],
             )
             .await
             .map_err(|e| err("reading weir_sink_offsets", &e))?
@@ -253,7 +271,7 @@ impl PostgresSink {
                 "UPDATE {OFFSETS_TABLE} SET batch_id = $2, source_offsets = $3::text::jsonb, \
                  updated_at = now() WHERE sink = $1"
             ),
-            &[&name, &bid, &offsets],
+            &[&identity, &bid, &offsets],
         )
         .await
         .map_err(|e| err("storing the batch id in weir_sink_offsets", &e))?;
