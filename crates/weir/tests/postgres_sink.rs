@@ -57,7 +57,7 @@ fn project(dir: &Path, url: &str, events: &str, accounts: &str) -> PathBuf {
     .unwrap();
     shop_project(dir, |t| {
         small_batches(t)
-            .replace("max_batch_records = 7000", "max_batch_records = 2500")
+            .replace("max_batch_records = 7000", "max_batch_records = 1000")
             .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"")
             .replace(
                 "pg_listen = \"127.0.0.1:5433\"",
@@ -108,8 +108,17 @@ fn ingest(config: &Path, source: &str, input: &Path) {
     assert!(st.success(), "weir ingest failed");
 }
 
-/// `weir run --exit-when-idle`, killed with SIGKILL after `kill_after`; true if it finished.
-fn run(config: &Path, kill_after: Option<Duration>) -> bool {
+/// Rows in `table`, 0 while it does not exist.
+async fn count(c: &tokio_postgres::Client, table: &str) -> i64 {
+    c.query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .map(|r| r.get(0))
+        .unwrap_or(0)
+}
+
+/// `weir run --exit-when-idle`, killed with SIGKILL once PostgreSQL table `kill.1` holds
+/// `kill.2` rows; true if it finished first.
+async fn run(config: &Path, kill: Option<(&tokio_postgres::Client, &str, i64)>) -> bool {
     // stderr to a file: a pipe read only at exit could fill and block weir.
     let log_path = config.with_file_name("run.log");
     let log = std::fs::File::create(&log_path).unwrap();
@@ -127,13 +136,15 @@ fn run(config: &Path, kill_after: Option<Duration>) -> bool {
             assert!(status.success(), "weir run exited with {status}: {err}");
             return true;
         }
-        if kill_after.is_some_and(|k| start.elapsed() >= k) {
+        if let Some((c, table, rows)) = kill
+            && count(c, table).await >= rows
+        {
             child.kill().unwrap();
             child.wait().unwrap();
             return false;
         }
         assert!(start.elapsed() < Duration::from_secs(300), "weir run hung");
-        std::thread::sleep(Duration::from_millis(10));
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -162,20 +173,18 @@ async fn kill_9_leaves_each_row_once_and_upserts_the_latest_values() {
     std::fs::write(&acct_input, updates.join("\n") + "\n").unwrap();
     ingest(&config, "accounts", &acct_input);
 
+    // Each run is killed once the events table has grown by a few batches past the last.
+    let c = pg(&url).await;
     let mut kills = 0;
-    for delay_ms in [700u64, 1100, 1500, 1900, 2400, 900] {
-        if !run(&config, Some(Duration::from_millis(delay_ms))) {
+    for i in 1..=6 {
+        if !run(&config, Some((&c, &events, i * 5_000))).await {
             kills += 1;
         }
     }
-    assert!(run(&config, None));
+    assert!(run(&config, None).await);
     eprintln!("{kills} kills");
-    assert!(
-        kills >= 3,
-        "only {kills} runs were killed: the delays are too long"
-    );
+    assert!(kills >= 3, "only {kills} runs were killed");
 
-    let c = pg(&url).await;
     let silver: Vec<String> = rows(
         &config,
         "SELECT event_id FROM silver_events ORDER BY event_id",
