@@ -233,6 +233,7 @@ async fn polling_reads_each_row_once_across_restarts() {
     assert!(weir.status_json()["sources"]["src"]["health"]["connected"] == true);
     weir.stop();
     weir.join();
+    drop(weir);
 
     let ids = |rows: Vec<Vec<String>>| -> BTreeMap<i64, usize> {
         let mut m = BTreeMap::new();
@@ -277,6 +278,7 @@ async fn polling_reads_each_row_once_across_restarts() {
     assert_eq!(records_in(&weir), 82);
     weir.stop();
     weir.join();
+    drop(weir);
     let got = ids(rows(&config, "SELECT id FROM silver").await);
     let mut want: BTreeMap<i64, usize> = (0..80).map(|i| (i, 1)).collect();
     want.insert(1000, 1);
@@ -322,6 +324,7 @@ async fn polling_a_query_without_a_key_keeps_cursor_ties_together() {
     drained(&weir).await;
     weir.stop();
     weir.join();
+    drop(weir);
     c.batch_execute(&format!(
         "INSERT INTO {table} SELECT 8 + i / 5, 'r' || (40 + i) FROM generate_series(0, 9) i"
     ))
@@ -337,6 +340,7 @@ async fn polling_a_query_without_a_key_keeps_cursor_ties_together() {
     assert_eq!(records_in(&weir), 50);
     weir.stop();
     weir.join();
+    drop(weir);
     let names: BTreeSet<String> = rows(&config, "SELECT name FROM silver")
         .await
         .into_iter()
@@ -565,6 +569,7 @@ async fn cdc_silver_copy_equals_the_table_through_two_kill_9s() {
     let health = weir.status_json()["sources"]["src"]["health"].clone();
     weir.stop();
     weir.join();
+    drop(weir);
     assert!(health["last_error"].is_null(), "{health}");
 
     let silver = normalize(rows(&config, LATEST).await);
@@ -668,6 +673,7 @@ async fn a_cdc_outage_is_retried_visibly_and_loses_nothing() {
     let st = weir.status_json();
     weir.stop();
     weir.join();
+    drop(weir);
     assert_eq!(st["sources"]["src"]["records_in"], 250, "{st}");
     assert!(
         st["sources"]["src"]["health"]["last_error"].is_null(),
@@ -691,6 +697,7 @@ async fn drained_after_restart(config: &Path) {
     drained(&weir).await;
     weir.stop();
     weir.join();
+    drop(weir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -754,6 +761,7 @@ async fn wrong_slots_and_missing_tables_are_clear_errors() {
         .await;
         weir.stop();
         weir.join();
+        drop(weir);
         for w in want {
             assert!(err.contains(w), "case {i}: `{err}` lacks `{w}`");
         }
@@ -809,6 +817,7 @@ async fn cdc_throughput() {
     let secs = t0.elapsed().as_secs_f64();
     weir.stop();
     weir.join();
+    drop(weir);
     println!(
         "cdc_throughput: {n} change events in {secs:.2} s = {:.0} events/s",
         n as f64 / secs

@@ -169,14 +169,18 @@ fn user(i: usize) -> Value {
     })
 }
 
-/// Rows of `sql` over the lake, or none while a table it reads has no commit yet.
+/// Rows of `sql` over the lake's streaming tables, or none while a table it reads has no
+/// commit yet. (Reads `<project>/data/lake` directly: loading weir.toml here would need the
+/// token variable in the test's own environment.)
 async fn try_rows(config: &std::path::Path, sql: &str) -> Vec<Vec<String>> {
-    let project = weir_orchestrator::Project::load(config).unwrap();
-    let Ok(lake) = weir_lake::Lake::try_new(project.data_dir().join("lake")) else {
+    let dir = config.parent().unwrap().join("data").join("lake");
+    if !dir.is_dir() {
+        return Vec::new();
+    }
+    let Ok(lake) = weir_lake::Lake::try_new(dir) else {
         return Vec::new();
     };
-    let views = weir_orchestrator::config::batch_views(&project);
-    let Ok((s, _)) = weir_sql::query::QuerySession::try_new(lake, &views).await else {
+    let Ok((s, _)) = weir_sql::query::QuerySession::try_new(lake, &[]).await else {
         return Vec::new();
     };
     let Ok(batches) = s.run(sql).await else {
@@ -307,7 +311,7 @@ fn weir_run(
         .args(["run", "--listen", "127.0.0.1:0", "--pg-listen", "", "-c"])
         .arg(config)
         .env(TOKEN_VAR, TOKEN)
-        .env("RUST_LOG", "info")
+        .env("WEIR_LOG", "info")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -513,7 +517,7 @@ dedup = {{ key = "login.uuid", within = "36500d" }}
         .enable_all()
         .build()
         .unwrap();
-    let got = rt.block_on(rows(
+    let got = rt.block_on(try_rows(
         &config,
         "SELECT uuid, first_name, last_name, email, age, city, country, \
          to_char(birth_date, '%Y-%m-%d') FROM silver_users ORDER BY uuid",
@@ -531,15 +535,22 @@ dedup = {{ key = "login.uuid", within = "36500d" }}
         assert_eq!(r[7], u["dob"]["date"].as_str().unwrap()[..10]);
     }
     // Bronze kept every poll's copy: the dedup did the work.
-    let bronze = rt.block_on(count(&config, "bronze_users"));
+    let bronze: i64 = rt.block_on(try_rows(&config, "SELECT count(*) FROM bronze_users"))[0][0]
+        .parse()
+        .unwrap();
     assert!(bronze >= 45 + 57, "bronze has {bronze} records");
 
     let reqs = server.requests();
     let statuses: Vec<u16> = reqs.iter().map(|(_, s)| *s).collect();
     assert_eq!(statuses.iter().filter(|s| **s == 503).count(), 1);
     assert_eq!(statuses.iter().filter(|s| **s == 500).count(), 2);
-    // Every request carried the token from the environment, in the header and the URL.
-    assert!(!statuses.contains(&401), "a request lacked the token");
+    // Every request of weir carried the token from the environment, in the header and the
+    // URL: the one 401 is the test's own request without it.
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        1,
+        "a request lacked the token"
+    );
     // Retry-After: 1 was honoured.
     let p2: Vec<Instant> = reqs
         .iter()
