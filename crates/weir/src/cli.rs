@@ -30,11 +30,15 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create the shop example project in DIR.
+    /// Create an example project in DIR (the shop pipeline unless --example says otherwise).
     Init {
         /// Directory to create (must not hold a weir.toml yet).
         #[arg(default_value = ".")]
         dir: PathBuf,
+        /// Which example: shop (HTTP events → silver/gold), users (REST API → PostgreSQL) or
+        /// iot (MQTT → 1-minute averages → PostgreSQL).
+        #[arg(long, value_enum, default_value = "shop")]
+        example: crate::init::Example,
     },
     /// Check weir.toml and every table's SQL without running anything.
     Validate,
@@ -90,9 +94,13 @@ pub enum Format {
 
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Init { dir } => {
-            crate::init::init(&dir)?;
-            println!("created the shop project in {}", dir.display());
+        Command::Init { dir, example } => {
+            crate::init::init_example(&dir, example)?;
+            println!(
+                "created the {} example project in {}",
+                format!("{example:?}").to_lowercase(),
+                dir.display()
+            );
             println!("next: weir run -c {}", dir.join("weir.toml").display());
             Ok(ExitCode::SUCCESS)
         }

@@ -390,7 +390,17 @@ fn hex_bytes(s: &str) -> Option<Vec<u8>> {
 fn hex_dump(bytes: &[u8]) -> String {
     let mut out = String::new();
     for (n, chunk) in bytes.chunks(16).enumerate() {
-        let hex: Vec<String> = chunk.iter().map(|b| format!("{b:02x}")).collect();
+        // As `hexdump -C`: two groups of eight bytes.
+        let mut hex = String::new();
+        for (i, b) in chunk.iter().enumerate() {
+            if i > 0 {
+                hex.push(' ');
+            }
+            if i == 8 {
+                hex.push(' ');
+            }
+            hex.push_str(&format!("{b:02x}"));
+        }
         let text: String = chunk
             .iter()
             .map(|&b| {
@@ -401,11 +411,7 @@ fn hex_dump(bytes: &[u8]) -> String {
                 }
             })
             .collect();
-        out.push_str(&format!(
-            "{:08x}  {:<47}  |{text}|\n",
-            n * 16,
-            hex.join(" ")
-        ));
+        out.push_str(&format!("{:08x}  {hex:<48}  |{text}|\n", n * 16));
     }
     out
 }
@@ -471,7 +477,14 @@ mod tests {
         let d = hex_dump(&hex_bytes("7b2261223aff7d").unwrap());
         assert_eq!(
             d,
-            "00000000  7b 22 61 22 3a ff 7d                               |{\"a\":.}|\n"
+            "00000000  7b 22 61 22 3a ff 7d                              |{\"a\":.}|\n"
+        );
+        // Byte for byte what `hexdump -C` prints, over two lines.
+        let bytes: Vec<u8> = (0x41..0x41 + 20).collect();
+        assert_eq!(
+            hex_dump(&bytes),
+            "00000000  41 42 43 44 45 46 47 48  49 4a 4b 4c 4d 4e 4f 50  |ABCDEFGHIJKLMNOP|\n\
+             00000010  51 52 53 54                                       |QRST|\n"
         );
         assert_eq!(hex_bytes("zz"), None);
         assert_eq!(clip("a\nbcdef", 4), "a b…");

@@ -179,3 +179,58 @@ fn validate_reports_sql_errors_with_the_table() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/weir.toml"));
 }
+
+/// Every example project under `examples/` validates as shipped, with none of the variables
+/// it reads set (their defaults apply), and as `weir init --example` writes it.
+#[test]
+fn every_example_validates() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut seen = Vec::new();
+    for e in std::fs::read_dir(&examples).unwrap() {
+        let dir = e.unwrap().path();
+        let config = dir.join("weir.toml");
+        if !config.exists() {
+            continue;
+        }
+        let name = dir.file_name().unwrap().to_str().unwrap().to_owned();
+        let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["validate", "-c"])
+            .arg(&config)
+            .env_remove("WEIR_PG_URL")
+            .env_remove("WEIR_MQTT_URL")
+            .env_remove("WEIR_USERS_API")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "examples/{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        seen.push(name.clone());
+        if !["shop", "users", "iot"].contains(&name.as_str()) {
+            continue;
+        }
+        // The copy `weir init --example` writes is the same project.
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join(&name);
+        let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["init", "--example", &name])
+            .arg(&target)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "weir init --example {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = weir(&["validate"], &target.join("weir.toml"));
+        assert!(
+            out.status.success(),
+            "weir init --example {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for e in ["iot", "shop", "users"] {
+        assert!(seen.iter().any(|s| s == e), "examples/{e} is missing");
+    }
+}

@@ -107,9 +107,18 @@ pub const MASK: &str = "********";
 /// Whether a query parameter's value is a secret, by its name.
 pub fn is_secret_param(name: &str) -> bool {
     let n = name.to_ascii_lowercase().replace('-', "_");
-    ["password", "passwd", "secret", "token", "auth", "credential", "private", "signature"]
-        .iter()
-        .any(|w| n.contains(w))
+    [
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "auth",
+        "credential",
+        "private",
+        "signature",
+    ]
+    .iter()
+    .any(|w| n.contains(w))
         || n == "key"
         || n == "sig"
         || n.ends_with("_key")

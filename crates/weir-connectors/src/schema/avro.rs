@@ -459,7 +459,6 @@ impl Parser {
         );
         Ok(Type::Named(full))
     }
-
 }
 
 fn display(t: &Type) -> String {
@@ -474,13 +473,7 @@ fn display(t: &Type) -> String {
         Type::String => "string".into(),
         Type::Array(i) => format!("array<{}>", display(i)),
         Type::Map(v) => format!("map<{}>", display(v)),
-        Type::Union(b) => format!(
-            "[{}]",
-            b.iter()
-                .map(display)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        Type::Union(b) => format!("[{}]", b.iter().map(display).collect::<Vec<_>>().join(", ")),
         Type::Named(n) => n.clone(),
     }
 }
@@ -789,9 +782,7 @@ struct Resolver<'a> {
 
 impl Resolver<'_> {
     fn changed(&mut self, rt: &Type, wt: &Type, loc: &str, why: Option<String>) {
-        let (old, new) = self
-            .dir
-            .old_new(display(wt), display(rt));
+        let (old, new) = self.dir.old_new(display(wt), display(rt));
         let why = why.map(|w| format!(" ({w})")).unwrap_or_default();
         self.out.push(format!(
             "{}: type changed from `{old}` to `{new}`{why}",
