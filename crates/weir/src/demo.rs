@@ -68,8 +68,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     if !config.exists() {
         crate::init::init_example(&dir, args.example)?;
         eprintln!(
-            "created the {:?} example project in {}",
-            args.example,
+            "created the {} example project in {}",
+            format!("{:?}", args.example).to_lowercase(),
             dir.display()
         );
     }
@@ -93,12 +93,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             let seed = args.seed;
             std::thread::spawn(move || {
                 if let Err(e) =
-                    crate::simulate::publish_readings(&url, 20, 50, seed, stop, published)
+                    crate::simulate::publish_readings(&url, 20, 50, 10, seed, stop, published)
                 {
                     eprintln!("weir demo: the simulated sensors stopped: {e:#}");
                 }
             });
-            eprintln!("weir demo: 20 simulated sensors publish to sensors/<device>/reading");
+            eprintln!(
+                "weir demo: 20 simulated sensors publish to sensors/<device>/reading, stamped on a clock 10x faster than real time (1-minute windows close every 6 s)"
+            );
         }
     }
     let mut project = crate::cli::load(&config)?;

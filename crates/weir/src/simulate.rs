@@ -139,11 +139,14 @@ fn answer(mut s: TcpStream, counter: &AtomicU64) -> std::io::Result<()> {
 /// Publishes sensor readings to `sensors/<device>/reading` on the broker at `url`
 /// (`mqtt://host:port`) at QoS 1, `rate` readings per second over `devices` devices, until
 /// `stop`. About one reading in fifty is out of range (a faulty sensor), for the example's
-/// expectation to catch. Returns the readings published.
+/// expectation to catch. Readings are stamped on a clock that starts now and runs `speed`
+/// times faster than real time, so that event-time windows close within a short demo.
+#[allow(clippy::too_many_arguments)]
 pub fn publish_readings(
     url: &str,
     devices: u32,
     rate: u32,
+    speed: u32,
     seed: u64,
     stop: Arc<AtomicBool>,
     published: Arc<AtomicU64>,
@@ -167,7 +170,10 @@ pub fn publish_readings(
     });
     let mut r = ChaCha8Rng::seed_from_u64(seed);
     let gap = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
+    let (start, started) = (chrono::Utc::now(), std::time::Instant::now());
     while !stop.load(Ordering::Relaxed) {
+        let simulated = started.elapsed() * speed.max(1);
+        let ts = start + chrono::Duration::from_std(simulated).unwrap_or_default();
         let d = r.gen_range(0..devices.max(1));
         let faulty = r.gen_range(0..50) == 0;
         let temperature = if faulty {
@@ -177,7 +183,7 @@ pub fn publish_readings(
         };
         let reading = json!({
             "device_id": format!("dev-{d:03}"),
-            "ts": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "ts": ts.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             "temperature": (temperature * 100.0_f64).round() / 100.0,
             "humidity": (r.gen_range(30.0..70.0_f64) * 10.0).round() / 10.0,
         });
