@@ -155,12 +155,8 @@ pub fn render(weir: &Weir) -> String {
             );
         }
     }
-    let sinks: [(
-        &str,
-        &str,
-        &str,
-        fn(&weir_orchestrator::status::SinkStatus) -> f64,
-    ); 3] = [
+    type SinkValue = fn(&weir_orchestrator::status::SinkStatus) -> f64;
+    let sinks: [(&str, &str, &str, SinkValue); 3] = [
         (
             "weir_sink_rows_total",
             "counter",

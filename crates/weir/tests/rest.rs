@@ -158,7 +158,7 @@ fn user(i: usize) -> Value {
     let first = ["Ana", "Bo", "Chen", "Dara", "Eli", "Femi", "Gus"][i % 7];
     let country = ["FR", "DE", "BR"][i % 3];
     json!({
-        "gender": if i % 2 == 0 { "female" } else { "male" },
+        "gender": if i.is_multiple_of(2) { "female" } else { "male" },
         "name": {"title": "Mx", "first": format!("{first}{i}"), "last": format!("Lee{i}")},
         "email": format!("user{i}@example.com"),
         "login": {"uuid": format!("00000000-0000-4000-8000-{i:012}"), "username": format!("user{i}")},
@@ -756,7 +756,7 @@ fn link_pagination_follows_rel_next_relative_and_absolute() {
         let mut reply = Reply::json(&json!((page * 10..to).map(user).collect::<Vec<_>>()));
         if to < N {
             // Relative and absolute targets, among other rels, as GitHub-style APIs send.
-            let next = if page % 2 == 0 {
+            let next = if page.is_multiple_of(2) {
                 format!("/users?p={}", page + 1)
             } else {
                 format!("{}/users?p={}", b.lock().unwrap(), page + 1)

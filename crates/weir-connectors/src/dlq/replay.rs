@@ -733,6 +733,9 @@ fn unknown_id(id: u64, start: u64, end: u64) -> DlqError {
     DlqError::UnknownId { id, range }
 }
 
+/// A payload to append, with the index of the matched entry it came from.
+type IndexedPayload = (usize, Vec<u8>);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -956,6 +959,3 @@ mod tests {
         );
     }
 }
-
-/// A payload to append, with the index of the matched entry it came from.
-type IndexedPayload = (usize, Vec<u8>);

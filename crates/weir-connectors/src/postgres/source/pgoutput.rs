@@ -411,14 +411,14 @@ mod tests {
     fn begin_and_commit() {
         let b = W::default()
             .tag(b'B')
-            .u64(0x1_D9E2_E8)
+            .u64(0x01D9_E2E8)
             .u64(827_000_000_000_000)
             .u32(729)
             .0;
         assert_eq!(
             decode(&b).unwrap(),
             Message::Begin {
-                final_lsn: 0x1_D9E2_E8,
+                final_lsn: 0x01D9_E2E8,
                 commit_ts: 827_000_000_000_000,
                 xid: 729
             }
