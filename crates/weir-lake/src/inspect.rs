@@ -4,8 +4,9 @@
 //!
 //! The history and the newest rows are read from the files directly (the `_delta_log` commit
 //! files and the newest Parquet files, locally or in the object store), so a dashboard polling
-//! them costs a few small reads. [`TableInspector`] keeps one snapshot per table and moves it forward incrementally
-//! when the table has new commits, at most once per [`FRESH`] for details.
+//! them costs a few small reads. [`TableInspector`] keeps one snapshot per table and moves it
+//! forward incrementally when the table has new commits, at most once per [`FRESH`] for
+//! details.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

@@ -13,8 +13,10 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use deltalake::logstore::object_store::aws::AmazonS3;
+use deltalake::logstore::object_store::list::{PaginatedListOptions, PaginatedListStore as _};
 use deltalake::logstore::object_store::path::Path as ObjectPath;
-use deltalake::logstore::object_store::{self, ObjectMeta, ObjectStore, ObjectStoreExt as _};
+use deltalake::logstore::object_store::{self, ObjectMeta, ObjectStore as _, ObjectStoreExt as _};
 use futures::stream::{BoxStream, StreamExt as _, TryStreamExt as _};
 use tokio::runtime::{Handle, Runtime};
 use url::Url;
@@ -56,7 +58,7 @@ pub(crate) struct ObjectLake {
     /// `prefix` of the URL: the lake's root in the bucket.
     prefix: ObjectPath,
     /// Rooted at the bucket; used on the IO runtime only.
-    store: Arc<dyn ObjectStore>,
+    store: Arc<AmazonS3>,
     /// The storage options delta-rs opens the lake's tables with (they may hold credentials).
     pub(crate) options: HashMap<String, String>,
     io: Handle,
@@ -77,7 +79,7 @@ impl ObjectLake {
     pub(crate) fn new(
         url: Url,
         prefix: ObjectPath,
-        store: Arc<dyn ObjectStore>,
+        store: Arc<AmazonS3>,
         options: HashMap<String, String>,
     ) -> Result<Self> {
         Ok(Self {
@@ -159,14 +161,19 @@ impl ObjectLake {
         })
     }
 
-    /// Whether table `name` has a commit file: its `_delta_log` is not empty.
+    /// Whether table `name` has a commit file: its `_delta_log` is not empty. One listing
+    /// request for at most one key, however long the log.
     pub(crate) async fn exists(&self, name: &str) -> Result<bool> {
         let dir = self.log_dir(name);
-        match self.store.list(Some(&dir)).next().await {
-            None => Ok(false),
-            Some(Ok(_)) => Ok(true),
-            Some(Err(e)) => Err(self.store_err("list", &dir, e)),
-        }
+        let opts = PaginatedListOptions {
+            max_keys: Some(1),
+            ..PaginatedListOptions::default()
+        };
+        self.store
+            .list_paginated(Some(&format!("{dir}/")), opts)
+            .await
+            .map(|page| !page.result.objects.is_empty())
+            .map_err(|e| self.store_err("list", &dir, e))
     }
 
     /// Names of the tables, sorted: the lake root's "directories" holding a `_delta_log`.
