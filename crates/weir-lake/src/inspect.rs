@@ -15,11 +15,15 @@ use std::time::{Duration, Instant};
 use arrow::array::{ArrayRef, RecordBatch, StringArray, new_null_array};
 use arrow::datatypes::SchemaRef;
 use deltalake::DeltaTable;
-use deltalake::logstore::object_store::ObjectStore;
+use deltalake::logstore::object_store::{ObjectStore, ObjectStoreExt as _};
 use deltalake::logstore::object_store::path::Path as ObjectPath;
 use deltalake::parquet::arrow::ParquetRecordBatchStreamBuilder;
-use deltalake::parquet::arrow::async_reader::ParquetObjectReader;
-use futures::{StreamExt as _, TryStreamExt as _};
+use deltalake::parquet::arrow::arrow_reader::ArrowReaderOptions;
+use deltalake::parquet::arrow::async_reader::AsyncFileReader;
+use deltalake::parquet::errors::ParquetError;
+use deltalake::parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use futures::future::BoxFuture;
+use futures::{FutureExt as _, StreamExt as _, TryStreamExt as _};
 use serde::Serialize;
 
 use crate::error::{LakeError, Result};
@@ -214,10 +218,11 @@ async fn read_tail(
         path: path.to_string(),
         reason,
     };
-    let mut reader = ParquetObjectReader::new(store, path.clone());
-    if size > 0 {
-        reader = reader.with_file_size(size);
-    }
+    let reader = RangeReader {
+        store,
+        path: path.clone(),
+        size,
+    };
     let builder = ParquetRecordBatchStreamBuilder::new(reader)
         .await
         .map_err(|e| bad(e.to_string()))?;
@@ -267,6 +272,44 @@ async fn read_tail(
         cols.push(col);
     }
     RecordBatch::try_new(schema.clone(), cols).map_err(|e| bad(e.to_string()))
+}
+
+/// A Parquet file of `size` bytes in an object store, read by byte ranges: the footer, then the
+/// column chunks of the row groups asked for.
+struct RangeReader {
+    store: Arc<dyn ObjectStore>,
+    path: ObjectPath,
+    size: u64,
+}
+
+impl AsyncFileReader for RangeReader {
+    fn get_bytes(
+        &mut self,
+        range: std::ops::Range<u64>,
+    ) -> BoxFuture<'_, deltalake::parquet::errors::Result<bytes::Bytes>> {
+        async move {
+            self.store
+                .get_range(&self.path, range)
+                .await
+                .map_err(|e| ParquetError::External(Box::new(e)))
+        }
+        .boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, deltalake::parquet::errors::Result<Arc<ParquetMetaData>>> {
+        async move {
+            let size = self.size;
+            let metadata = ParquetMetaDataReader::new()
+                .with_arrow_reader_options(options)
+                .load_and_finish(&mut *self, size)
+                .await?;
+            Ok(Arc::new(metadata))
+        }
+        .boxed()
+    }
 }
 
 fn parse_commit(version: i64, text: &str) -> Commit {
