@@ -31,9 +31,7 @@ pub enum LakeError {
         #[source]
         source: std::io::Error,
     },
-    #[error(
-        "the lake `{url}` (bucket `{bucket}` at {endpoint}) cannot be listed: {source}{hint}"
-    )]
+    #[error("the lake `{url}` (bucket `{bucket}` at {endpoint}) cannot be listed: {source}{hint}")]
     Unreachable {
         url: String,
         bucket: String,

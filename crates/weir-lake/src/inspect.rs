@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use arrow::array::{ArrayRef, RecordBatch, StringArray, new_null_array};
 use arrow::datatypes::SchemaRef;
 use deltalake::DeltaTable;
-use deltalake::logstore::object_store::{ObjectStore, ObjectStoreExt as _};
 use deltalake::logstore::object_store::path::Path as ObjectPath;
+use deltalake::logstore::object_store::{ObjectStore, ObjectStoreExt as _};
 use deltalake::parquet::arrow::ParquetRecordBatchStreamBuilder;
 use deltalake::parquet::arrow::arrow_reader::ArrowReaderOptions;
 use deltalake::parquet::arrow::async_reader::AsyncFileReader;
@@ -111,8 +111,7 @@ impl Lake {
     fn io_stopped(&self) -> LakeError {
         LakeError::BadLocation {
             path: self.location(),
-            reason: "a request to the object store stopped before it answered (see the log)"
-                .into(),
+            reason: "a request to the object store stopped before it answered (see the log)".into(),
         }
     }
 
@@ -238,10 +237,7 @@ async fn read_tail(
         .with_row_groups((first..count).collect())
         .build()
         .map_err(|e| bad(e.to_string()))?;
-    let batches: Vec<RecordBatch> = stream
-        .try_collect()
-        .await
-        .map_err(|e| bad(e.to_string()))?;
+    let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(|e| bad(e.to_string()))?;
     let file_schema = match batches.first() {
         Some(b) => b.schema(),
         None => return Ok(RecordBatch::new_empty(schema.clone())),

@@ -127,7 +127,8 @@ impl ObjectLake {
     }
 
     pub(crate) fn commit_path(&self, name: &str, version: i64) -> ObjectPath {
-        self.log_dir(name).join(format!("{version:020}.json").as_str())
+        self.log_dir(name)
+            .join(format!("{version:020}.json").as_str())
     }
 
     fn store_err(&self, op: &'static str, path: &ObjectPath, e: object_store::Error) -> LakeError {
@@ -269,9 +270,14 @@ fn hint(e: &object_store::Error) -> String {
     let text = e.to_string();
     if text.contains("NoSuchBucket") {
         "; the bucket does not exist: create it, or fix the bucket name in `lake`".into()
-    } else if ["InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403 Forbidden"]
-        .iter()
-        .any(|c| text.contains(c))
+    } else if [
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "AccessDenied",
+        "403 Forbidden",
+    ]
+    .iter()
+    .any(|c| text.contains(c))
     {
         "; the server refused the credentials: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or [lake.s3] access_key_id and secret_access_key)".into()
     } else {
@@ -285,7 +291,9 @@ fn bucket_url(url: &Url) -> String {
 }
 
 /// The highest version among the commit files (`<20 digits>.json`) of a listing, -1 if none.
-async fn newest(mut listing: BoxStream<'static, object_store::Result<ObjectMeta>>) -> object_store::Result<i64> {
+async fn newest(
+    mut listing: BoxStream<'static, object_store::Result<ObjectMeta>>,
+) -> object_store::Result<i64> {
     let mut max = -1;
     while let Some(meta) = listing.try_next().await? {
         if let Some(v) = meta

@@ -16,8 +16,8 @@ use std::sync::{Arc, Once};
 use deltalake::logstore::object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use deltalake::logstore::object_store::path::Path as ObjectPath;
 use deltalake::logstore::{
-    LogStore, LogStoreFactory, ObjectStoreFactory, ObjectStoreRef, StorageConfig,
-    default_logstore, logstore_factories, object_store_factories,
+    LogStore, LogStoreFactory, ObjectStoreFactory, ObjectStoreRef, StorageConfig, default_logstore,
+    logstore_factories, object_store_factories,
 };
 use deltalake::{DeltaResult, DeltaTableError};
 use serde::{Deserialize, Serialize};
@@ -165,8 +165,16 @@ impl S3Config {
 /// Checks an `s3://bucket/prefix` lake URL and returns it normalized to end in `/` (the root
 /// every table URL is joined to). An error says what is wrong, naming the value.
 pub fn parse_lake_url(text: &str) -> Result<Url, String> {
-    let expected = "expected s3://bucket/prefix (leave `lake` out for a lake in the data directory)";
-    let url = Url::parse(text.trim()).map_err(|e| format!("`{text}` is not a URL ({e}): {expected}"))?;
+    let expected =
+        "expected s3://bucket/prefix (leave `lake` out for a lake in the data directory)";
+    // `s3://` and `s3:///prefix` have an empty host, which some URL parsers refuse outright.
+    if let Some(rest) = text.trim().strip_prefix("s3://")
+        && (rest.is_empty() || rest.starts_with('/'))
+    {
+        return Err(format!("`{text}` names no bucket: {expected}"));
+    }
+    let url =
+        Url::parse(text.trim()).map_err(|e| format!("`{text}` is not a URL ({e}): {expected}"))?;
     if url.scheme() != "s3" {
         return Err(format!(
             "`{text}`: the scheme `{}://` is not supported; {expected}",
@@ -234,8 +242,10 @@ pub(crate) fn object_path(url: &Url) -> Result<ObjectPath, String> {
 pub(crate) fn build_store(
     url: &Url,
     options: &HashMap<String, String>,
-) -> Result<deltalake::logstore::object_store::aws::AmazonS3, deltalake::logstore::object_store::Error>
-{
+) -> Result<
+    deltalake::logstore::object_store::aws::AmazonS3,
+    deltalake::logstore::object_store::Error,
+> {
     let mut builder = AmazonS3Builder::from_env().with_url(url.as_str());
     for (k, v) in options {
         // Options meant for delta-rs itself (none today) are not S3 keys.

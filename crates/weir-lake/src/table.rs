@@ -117,13 +117,14 @@ impl Lake {
                     reason: "not an absolute path".into(),
                 })
             }
-            Root::Object(o) => o
-                .url
-                .join(&format!("{name}/"))
-                .map_err(|e| LakeError::BadLocation {
-                    path: format!("{}{name}", o.url),
-                    reason: e.to_string(),
-                }),
+            Root::Object(o) => {
+                o.url
+                    .join(&format!("{name}/"))
+                    .map_err(|e| LakeError::BadLocation {
+                        path: format!("{}{name}", o.url),
+                        reason: e.to_string(),
+                    })
+            }
         }
     }
 
@@ -135,11 +136,12 @@ impl Lake {
             Root::Local(root) => root.join(name).join("_delta_log").is_dir(),
             Root::Object(o) => {
                 let name = name.to_owned();
-                flatten(o.wait(|o| async move { o.exists(&name).await }), &o.url)
-                    .unwrap_or_else(|e| {
+                flatten(o.wait(|o| async move { o.exists(&name).await }), &o.url).unwrap_or_else(
+                    |e| {
                         tracing::warn!(error = %e, "cannot tell whether a lake table exists");
                         false
-                    })
+                    },
+                )
             }
         }
     }
@@ -150,11 +152,14 @@ impl Lake {
             Root::Local(_) => self.exists(name),
             Root::Object(o) => {
                 let name = name.to_owned();
-                flatten(o.run(|o| async move { o.exists(&name).await }).await, &o.url)
-                    .unwrap_or_else(|e| {
-                        tracing::warn!(error = %e, "cannot tell whether a lake table exists");
-                        false
-                    })
+                flatten(
+                    o.run(|o| async move { o.exists(&name).await }).await,
+                    &o.url,
+                )
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "cannot tell whether a lake table exists");
+                    false
+                })
             }
         }
     }
@@ -178,11 +183,14 @@ impl Lake {
                 .unwrap_or(-1),
             Root::Object(o) => {
                 let name = name.to_owned();
-                flatten(o.wait(|o| async move { o.latest_version(&name).await }), &o.url)
-                    .unwrap_or_else(|e| {
-                        tracing::warn!(error = %e, "cannot list a lake table's commits");
-                        -1
-                    })
+                flatten(
+                    o.wait(|o| async move { o.latest_version(&name).await }),
+                    &o.url,
+                )
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "cannot list a lake table's commits");
+                    -1
+                })
             }
         }
     }
@@ -194,7 +202,8 @@ impl Lake {
             Root::Object(o) => {
                 let name = name.to_owned();
                 flatten(
-                    o.run(|o| async move { o.latest_version(&name).await }).await,
+                    o.run(|o| async move { o.latest_version(&name).await })
+                        .await,
                     &o.url,
                 )
                 .unwrap_or_else(|e| {

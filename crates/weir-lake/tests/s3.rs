@@ -10,11 +10,11 @@ use std::sync::Arc;
 
 use arrow::array::{Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
+use weir_core::ErrorKind;
 use weir_lake::deltalake::logstore::object_store::aws::AmazonS3Builder;
 use weir_lake::deltalake::logstore::object_store::path::Path as ObjectPath;
 use weir_lake::deltalake::logstore::object_store::{ObjectStoreExt as _, PutPayload};
 use weir_lake::{Lake, LakeError, S3Config, TableInspector};
-use weir_core::ErrorKind;
 
 struct Server {
     endpoint: String,
@@ -107,7 +107,9 @@ async fn listing_versions_and_history_come_from_the_bucket() {
     assert!(lake.has_table("events").await);
     assert_eq!(lake.latest_version("events"), 0);
     assert_eq!(
-        w.append_once(vec![batch(100..200)], "test", 1).await.unwrap(),
+        w.append_once(vec![batch(100..200)], "test", 1)
+            .await
+            .unwrap(),
         Some(1)
     );
     // Seen version 0 before: only newer commit files are listed.
@@ -116,7 +118,9 @@ async fn listing_versions_and_history_come_from_the_bucket() {
     assert_eq!(lake.latest_version_async("events").await, 1);
     // A replayed batch writes nothing.
     assert_eq!(
-        w.append_once(vec![batch(100..200)], "test", 1).await.unwrap(),
+        w.append_once(vec![batch(100..200)], "test", 1)
+            .await
+            .unwrap(),
         None
     );
     assert_eq!(lake.latest_version("events"), 1);
@@ -220,10 +224,7 @@ async fn a_stale_writer_does_not_overwrite_a_commit() {
     let history = lake.history("t", 10).unwrap();
     assert_eq!(history.len(), 3, "{history:?}");
     assert!(history.iter().all(|c| rows_added(c) == 10), "{history:?}");
-    let detail = TableInspector::new(lake.clone())
-        .detail("t")
-        .await
-        .unwrap();
+    let detail = TableInspector::new(lake.clone()).detail("t").await.unwrap();
     assert_eq!((detail.version, detail.rows), (2, 30));
 }
 

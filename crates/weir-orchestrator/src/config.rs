@@ -404,10 +404,9 @@ impl Project {
     pub fn open_lake(&self) -> Result<weir_lake::Lake> {
         Ok(match &self.config.project.lake {
             None => weir_lake::Lake::try_new(self.data_dir().join("lake"))?,
-            Some(url) => weir_lake::Lake::try_s3(
-                url,
-                &self.config.lake.s3.clone().unwrap_or_default(),
-            )?,
+            Some(url) => {
+                weir_lake::Lake::try_s3(url, &self.config.lake.s3.clone().unwrap_or_default())?
+            }
         })
     }
 

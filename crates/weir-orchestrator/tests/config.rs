@@ -123,11 +123,18 @@ fn lake_settings_are_checked_naming_the_key() {
         Some("s3://weir-lake/shop")
     );
 
-    let with = |lake: &str, s3: &str| load_err(&format!("[project]\nlake = \"{lake}\"\n{BASE}{s3}"));
+    let with =
+        |lake: &str, s3: &str| load_err(&format!("[project]\nlake = \"{lake}\"\n{BASE}{s3}"));
     let e = with("s3:///shop", "");
-    assert!(e.contains("project.lake") && e.contains("names no bucket"), "{e}");
+    assert!(
+        e.contains("project.lake") && e.contains("names no bucket"),
+        "{e}"
+    );
     let e = with("/var/lake", "");
-    assert!(e.contains("project.lake") && e.contains("s3://bucket/prefix"), "{e}");
+    assert!(
+        e.contains("project.lake") && e.contains("s3://bucket/prefix"),
+        "{e}"
+    );
     let e = with("s3://weir-lake/a//b", "");
     assert!(e.contains("project.lake") && e.contains("empty"), "{e}");
     let e = with(

@@ -162,7 +162,9 @@ async fn delta_event_ids(s3: &Server, url: &str, table: &str) -> Vec<String> {
     let files: Vec<String> = delta.get_file_uris().unwrap().collect();
     assert!(!files.is_empty(), "{table} has no files");
     for uri in files {
-        let key = uri.strip_prefix(&bucket_root).unwrap_or_else(|| panic!("{uri}"));
+        let key = uri
+            .strip_prefix(&bucket_root)
+            .unwrap_or_else(|| panic!("{uri}"));
         let bytes = store
             .get(&ObjectPath::parse(key).unwrap())
             .await
@@ -199,7 +201,10 @@ async fn kill_9_with_the_lake_on_s3_loses_and_duplicates_nothing() {
 
     let url = s3.lake_url("shop");
     let config = project(&tmp.path().join("shop"), &url, &s3.endpoint);
-    ok(&weir_cli(&["ingest", "events", input.to_str().unwrap()], &config));
+    ok(&weir_cli(
+        &["ingest", "events", input.to_str().unwrap()],
+        &config,
+    ));
 
     // Watches the commits on S3, as the test's own reader of the lake.
     let lake = weir_lake::Lake::try_s3(&url, &s3.lake_config()).unwrap();
@@ -258,7 +263,10 @@ async fn kill_9_with_the_lake_on_s3_loses_and_duplicates_nothing() {
     .into_iter()
     .map(|r| (r[0].clone(), r[1].parse().unwrap()))
     .collect();
-    assert_eq!(quarantine, exp.quarantine, "quarantine differs from the oracle");
+    assert_eq!(
+        quarantine, exp.quarantine,
+        "quarantine differs from the oracle"
+    );
 
     // `weir query`, as a user runs it.
     let out = ok(&weir_cli(
@@ -271,7 +279,11 @@ async fn kill_9_with_the_lake_on_s3_loses_and_duplicates_nothing() {
         &config,
     ));
     let n = exp.silver_ids.len();
-    assert_eq!(out.lines().last(), Some(format!("{n},{n}").as_str()), "{out}");
+    assert_eq!(
+        out.lines().last(),
+        Some(format!("{n},{n}").as_str()),
+        "{out}"
+    );
 
     // The Delta table itself, read without weir.
     let direct = delta_event_ids(&s3, &url, "silver_events").await;
@@ -308,7 +320,11 @@ fn lake_settings_that_cannot_work_are_refused_naming_the_key() {
     let tmp = tempfile::tempdir().unwrap();
     let ok_url = "s3://weir-lake/shop";
     for (i, (url, s3, expected)) in [
-        (Some("s3:///shop"), "", vec!["project.lake", "names no bucket"]),
+        (
+            Some("s3:///shop"),
+            "",
+            vec!["project.lake", "names no bucket"],
+        ),
         (Some("s3://"), "", vec!["project.lake", "names no bucket"]),
         (
             Some("http://weir-lake/shop"),
