@@ -31,6 +31,23 @@ pub enum LakeError {
         #[source]
         source: std::io::Error,
     },
+    #[error("the lake `{url}` (bucket `{bucket}` at {endpoint}) cannot be listed: {source}{hint}")]
+    Unreachable {
+        url: String,
+        bucket: String,
+        endpoint: String,
+        /// What to check, from the server's answer; empty when there is nothing to add.
+        hint: String,
+        #[source]
+        source: Box<deltalake::logstore::object_store::Error>,
+    },
+    #[error("cannot {op} `{location}` in the object store: {source}")]
+    Store {
+        op: &'static str,
+        location: String,
+        #[source]
+        source: Box<deltalake::logstore::object_store::Error>,
+    },
 }
 
 impl LakeError {
@@ -46,7 +63,11 @@ impl LakeError {
                 | deltalake::DeltaTableError::InvalidTableLocation(_) => ErrorKind::User,
                 _ => ErrorKind::External,
             },
-            LakeError::Io { .. } => ErrorKind::External,
+            // Nothing retried fixes a bucket that does not exist or keys that are refused.
+            LakeError::Unreachable { hint, .. } if !hint.is_empty() => ErrorKind::User,
+            LakeError::Io { .. } | LakeError::Store { .. } | LakeError::Unreachable { .. } => {
+                ErrorKind::External
+            }
         }
     }
 }

@@ -2,23 +2,32 @@
 //! ([`TableInspector::detail`]), its commit history ([`Lake::history`]) and its newest rows
 //! ([`TableInspector::newest_rows`]). Nothing here writes; the writers are in `table.rs`.
 //!
-//! The history and the newest rows are read from the local files directly (the `_delta_log`
-//! commit files and the newest Parquet files), so a dashboard polling them costs a few small
-//! reads. [`TableInspector`] keeps one snapshot per table and moves it forward incrementally
-//! when the table has new commits, at most once per [`FRESH`] for details.
+//! The history and the newest rows are read from the files directly (the `_delta_log` commit
+//! files and the newest Parquet files, locally or in the object store), so a dashboard polling
+//! them costs a few small reads. [`TableInspector`] keeps one snapshot per table and moves it
+//! forward incrementally when the table has new commits, at most once per [`FRESH`] for
+//! details.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arrow::array::{ArrayRef, RecordBatch, StringArray, new_null_array};
 use arrow::datatypes::SchemaRef;
 use deltalake::DeltaTable;
-use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use deltalake::logstore::object_store::path::Path as ObjectPath;
+use deltalake::logstore::object_store::{ObjectStore, ObjectStoreExt as _};
+use deltalake::parquet::arrow::ParquetRecordBatchStreamBuilder;
+use deltalake::parquet::arrow::arrow_reader::ArrowReaderOptions;
+use deltalake::parquet::arrow::async_reader::AsyncFileReader;
+use deltalake::parquet::errors::ParquetError;
+use deltalake::parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use futures::future::BoxFuture;
+use futures::{FutureExt as _, StreamExt as _, TryStreamExt as _};
 use serde::Serialize;
 
 use crate::error::{LakeError, Result};
+use crate::object::ObjectLake;
 use crate::table::Lake;
 
 /// One column of a table's schema.
@@ -72,53 +81,116 @@ pub struct Commit {
 }
 
 impl Lake {
-    fn log_dir(&self, name: &str) -> std::path::PathBuf {
-        self.root().join(name).join("_delta_log")
+    /// The newest `limit` commits of table `name`, newest first. On object storage the reads
+    /// run on the lake's own IO runtime while this thread waits; async code should prefer
+    /// [`Lake::history_async`].
+    pub fn history(&self, name: &str, limit: usize) -> Result<Vec<Commit>> {
+        match self.object() {
+            None => local_history(self, name, limit),
+            Some(o) => {
+                let name = name.to_owned();
+                o.wait(|o| async move { o.history(&name, limit).await })
+                    .unwrap_or_else(|| Err(self.io_stopped()))
+            }
+        }
     }
 
-    /// The newest `limit` commits of table `name`, newest first.
-    pub fn history(&self, name: &str, limit: usize) -> Result<Vec<Commit>> {
-        if !self.exists(name) {
-            return Err(self.no_such_table(name));
+    /// [`Lake::history`] for async callers: never blocks the calling thread.
+    pub async fn history_async(&self, name: &str, limit: usize) -> Result<Vec<Commit>> {
+        match self.object() {
+            None => self.history(name, limit),
+            Some(o) => {
+                let name = name.to_owned();
+                o.run(|o| async move { o.history(&name, limit).await })
+                    .await
+                    .unwrap_or_else(|| Err(self.io_stopped()))
+            }
         }
-        let dir = self.log_dir(name);
-        let mut versions: Vec<i64> = std::fs::read_dir(&dir)
-            .map_err(|source| LakeError::Io {
-                path: dir.display().to_string(),
-                source,
-            })?
-            .flatten()
-            .filter_map(|e| {
-                let n = e.file_name();
-                n.to_str()?.strip_suffix(".json")?.parse::<i64>().ok()
-            })
-            .collect();
-        versions.sort_unstable_by(|a, b| b.cmp(a));
-        versions.truncate(limit);
-        let mut out = Vec::with_capacity(versions.len());
-        for v in versions {
-            let path = dir.join(format!("{v:020}.json"));
-            let text = match std::fs::read_to_string(&path) {
-                Ok(t) => t,
-                // Removed by log cleanup between the listing and now: the list ends there.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-                Err(source) => {
-                    return Err(LakeError::Io {
-                        path: path.display().to_string(),
-                        source,
-                    });
-                }
-            };
-            out.push(parse_commit(v, &text));
+    }
+
+    fn io_stopped(&self) -> LakeError {
+        LakeError::BadLocation {
+            path: self.location(),
+            reason: "a request to the object store stopped before it answered (see the log)".into(),
         }
-        Ok(out)
     }
 
     fn no_such_table(&self, name: &str) -> LakeError {
         LakeError::NoSuchTable {
             table: name.to_owned(),
-            root: self.root().display().to_string(),
+            root: self.location(),
         }
+    }
+}
+
+/// The history of a table of a local lake, from the commit files in its `_delta_log`.
+fn local_history(lake: &Lake, name: &str, limit: usize) -> Result<Vec<Commit>> {
+    let Some(dir) = lake
+        .local_root()
+        .map(|root| root.join(name).join("_delta_log"))
+        .filter(|dir| dir.is_dir())
+    else {
+        return Err(lake.no_such_table(name));
+    };
+    let dir = dir.as_path();
+    let mut versions: Vec<i64> = std::fs::read_dir(dir)
+        .map_err(|source| LakeError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name();
+            n.to_str()?.strip_suffix(".json")?.parse::<i64>().ok()
+        })
+        .collect();
+    versions.sort_unstable_by(|a, b| b.cmp(a));
+    versions.truncate(limit);
+    let mut out = Vec::with_capacity(versions.len());
+    for v in versions {
+        let path = dir.join(format!("{v:020}.json"));
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            // Removed by log cleanup between the listing and now: the list ends there.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+            Err(source) => {
+                return Err(LakeError::Io {
+                    path: path.display().to_string(),
+                    source,
+                });
+            }
+        };
+        out.push(parse_commit(v, &text));
+    }
+    Ok(out)
+}
+
+impl ObjectLake {
+    /// The newest `limit` commits of table `name`, newest first: the versions counted down
+    /// from the newest, read a few at a time, up to the first one that no longer exists
+    /// (removed by log cleanup).
+    pub(crate) async fn history(&self, name: &str, limit: usize) -> Result<Vec<Commit>> {
+        let latest = self.latest_version(name).await?;
+        if latest < 0 {
+            return Err(LakeError::NoSuchTable {
+                table: name.to_owned(),
+                root: self.url.to_string(),
+            });
+        }
+        let versions = (0..=latest).rev().take(limit);
+        let texts: Vec<(i64, Result<Option<String>>)> = futures::stream::iter(versions)
+            .map(|v| async move { (v, self.read_commit(name, v).await) })
+            .buffered(8)
+            .collect()
+            .await;
+        let mut out = Vec::with_capacity(texts.len());
+        for (v, text) in texts {
+            match text? {
+                Some(text) => out.push(parse_commit(v, &text)),
+                None => break,
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -130,25 +202,29 @@ fn delta_err(table: &str, op: &'static str, e: deltalake::DeltaTableError) -> La
     }
 }
 
-/// The last `n` rows of one data file, last row first, as a batch of the table's schema
-/// (partition columns filled from the file's partition values).
-fn read_tail(
-    path: &Path,
+/// The last `n` rows of data file `path` (of `size` bytes) in `store`, last row first, as a
+/// batch of the table's schema (partition columns filled from the file's partition values).
+/// Reads the footer and only the row groups holding those rows.
+async fn read_tail(
+    store: Arc<dyn ObjectStore>,
+    path: ObjectPath,
+    size: u64,
     n: usize,
     schema: &SchemaRef,
     parts: &HashMap<String, Option<String>>,
 ) -> Result<RecordBatch> {
-    let io = |source| LakeError::Io {
-        path: path.display().to_string(),
-        source,
-    };
     let bad = |reason: String| LakeError::BadLocation {
-        path: path.display().to_string(),
+        path: path.to_string(),
         reason,
     };
-    let file = std::fs::File::open(path).map_err(io)?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| bad(e.to_string()))?;
-    // Only the row groups holding the last `n` rows.
+    let reader = RangeReader {
+        store,
+        path: path.clone(),
+        size,
+    };
+    let builder = ParquetRecordBatchStreamBuilder::new(reader)
+        .await
+        .map_err(|e| bad(e.to_string()))?;
     let groups = builder.metadata().row_groups();
     let count = groups.len();
     let mut first = count;
@@ -157,14 +233,11 @@ fn read_tail(
         first -= 1;
         rows += usize::try_from(groups[first].num_rows()).unwrap_or(0);
     }
-    let reader = builder
+    let stream = builder
         .with_row_groups((first..count).collect())
         .build()
         .map_err(|e| bad(e.to_string()))?;
-    let mut batches = Vec::new();
-    for b in reader {
-        batches.push(b.map_err(|e| bad(e.to_string()))?);
-    }
+    let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(|e| bad(e.to_string()))?;
     let file_schema = match batches.first() {
         Some(b) => b.schema(),
         None => return Ok(RecordBatch::new_empty(schema.clone())),
@@ -195,6 +268,44 @@ fn read_tail(
         cols.push(col);
     }
     RecordBatch::try_new(schema.clone(), cols).map_err(|e| bad(e.to_string()))
+}
+
+/// A Parquet file of `size` bytes in an object store, read by byte ranges: the footer, then the
+/// column chunks of the row groups asked for.
+struct RangeReader {
+    store: Arc<dyn ObjectStore>,
+    path: ObjectPath,
+    size: u64,
+}
+
+impl AsyncFileReader for RangeReader {
+    fn get_bytes(
+        &mut self,
+        range: std::ops::Range<u64>,
+    ) -> BoxFuture<'_, deltalake::parquet::errors::Result<bytes::Bytes>> {
+        async move {
+            self.store
+                .get_range(&self.path, range)
+                .await
+                .map_err(|e| ParquetError::External(Box::new(e)))
+        }
+        .boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, deltalake::parquet::errors::Result<Arc<ParquetMetaData>>> {
+        async move {
+            let size = self.size;
+            let metadata = ParquetMetaDataReader::new()
+                .with_arrow_reader_options(options)
+                .load_and_finish(&mut *self, size)
+                .await?;
+            Ok(Arc::new(metadata))
+        }
+        .boxed()
+    }
 }
 
 fn parse_commit(version: i64, text: &str) -> Commit {
@@ -283,11 +394,11 @@ impl TableInspector {
 
     /// Table `name`'s cache entry, its snapshot moved to the table's latest version.
     async fn latest(&self, name: &str) -> Result<tokio::sync::OwnedMutexGuard<Cached>> {
-        if !self.lake.exists(name) {
+        if !self.lake.has_table(name).await {
             return Err(self.lake.no_such_table(name));
         }
         let mut cached = self.slot(name).lock_owned().await;
-        let latest = self.lake.latest_version(name);
+        let latest = self.lake.latest_version_async(name).await;
         let c = &mut *cached;
         let current = c.table.as_ref().map_or(-1, version_of);
         match c.table.as_mut() {
@@ -316,7 +427,7 @@ impl TableInspector {
             let cached = self.slot(name).lock_owned().await;
             if let Some((at, d)) = &cached.detail
                 && at.elapsed() < FRESH
-                && self.lake.exists(name)
+                && self.lake.has_table(name).await
             {
                 return Ok(d.clone());
             }
@@ -330,7 +441,13 @@ impl TableInspector {
             .table
             .as_ref()
             .ok_or_else(|| self.lake.no_such_table(name))?;
-        let d = Arc::new(compute_detail(&self.lake, name, table)?);
+        let last_commit_ms = self
+            .lake
+            .history_async(name, 1)
+            .await
+            .ok()
+            .and_then(|h| h.first().and_then(|c| c.timestamp_ms));
+        let d = Arc::new(compute_detail(name, table, last_commit_ms)?);
         cached.detail = Some((Instant::now(), d.clone()));
         Ok(d)
     }
@@ -346,7 +463,7 @@ impl TableInspector {
         name: &str,
         limit: usize,
     ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-        let (schema, mut files) = {
+        let (schema, mut files, store) = {
             let cached = self.latest(name).await?;
             let table = cached
                 .table
@@ -356,42 +473,37 @@ impl TableInspector {
                 .snapshot()
                 .map_err(|e| delta_err(name, "snapshot", e))?
                 .snapshot();
-            let files: Vec<(i64, String, HashMap<String, Option<String>>)> = snapshot
+            type File = (i64, ObjectPath, u64, HashMap<String, Option<String>>);
+            let files: Vec<File> = snapshot
                 .try_log_data()
                 .map_err(|e| delta_err(name, "list files", e))?
                 .iter()
                 .map(|f| {
                     (
                         f.modification_time(),
-                        f.path().into_owned(),
+                        f.object_store_path(),
+                        u64::try_from(f.size()).unwrap_or(0),
                         f.partition_values_map(),
                     )
                 })
                 .collect();
-            (snapshot.arrow_schema(), files)
+            // Rooted at the table, like the files' paths; the table's own client, which runs
+            // on this (the caller's) runtime.
+            let store = table.log_store().object_store(None);
+            (snapshot.arrow_schema(), files, store)
         };
         files.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.cmp(&a.1)));
-        let dir = self.lake.root().join(name);
-        let table_schema = schema.clone();
-        let read = tokio::task::spawn_blocking(move || -> Result<Vec<RecordBatch>> {
-            let mut out = Vec::new();
-            let mut left = limit;
-            for (_, path, parts) in files {
-                if left == 0 {
-                    break;
-                }
-                let batch = read_tail(&dir.join(&path), left, &table_schema, &parts)?;
-                left = left.saturating_sub(batch.num_rows());
-                out.push(batch);
+        let mut out = Vec::new();
+        let mut left = limit;
+        for (_, path, size, parts) in files {
+            if left == 0 {
+                break;
             }
-            Ok(out)
-        })
-        .await
-        .map_err(|e| LakeError::BadLocation {
-            path: name.to_owned(),
-            reason: format!("reading the newest rows stopped: {e}"),
-        })??;
-        Ok((schema, read))
+            let batch = read_tail(store.clone(), path, size, left, &schema, &parts).await?;
+            left = left.saturating_sub(batch.num_rows());
+            out.push(batch);
+        }
+        Ok((schema, out))
     }
 }
 
@@ -401,7 +513,11 @@ fn version_of(table: &DeltaTable) -> i64 {
         .map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX))
 }
 
-fn compute_detail(lake: &Lake, name: &str, table: &DeltaTable) -> Result<TableDetail> {
+fn compute_detail(
+    name: &str,
+    table: &DeltaTable,
+    last_commit_ms: Option<i64>,
+) -> Result<TableDetail> {
     let snapshot = table
         .snapshot()
         .map_err(|e| delta_err(name, "snapshot", e))?;
@@ -443,10 +559,6 @@ fn compute_detail(lake: &Lake, name: &str, table: &DeltaTable) -> Result<TableDe
         p.rows += n;
         p.size_bytes += s;
     }
-    let last_commit_ms = lake
-        .history(name, 1)
-        .ok()
-        .and_then(|h| h.first().and_then(|c| c.timestamp_ms));
     Ok(TableDetail {
         name: name.to_owned(),
         version: version_of(table),

@@ -1,9 +1,11 @@
 //! Delta tables under the lake root: create-on-first-write, idempotent micro-batch appends and
-//! read handles. A table lives at `<root>/<name>`.
+//! read handles. A table lives at `<root>/<name>`, the root being a local directory or an
+//! `s3://bucket/prefix` in object storage (listing there is in `object.rs`).
 
 use std::collections::HashMap;
 use std::future::IntoFuture;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use deltalake::DeltaTable;
 use deltalake::arrow::record_batch::RecordBatch;
@@ -14,11 +16,20 @@ use deltalake::parquet::file::properties::WriterProperties;
 use url::Url;
 
 use crate::error::{LakeError, Result};
+use crate::object::ObjectLake;
+use crate::s3::S3Config;
 
-/// The lake: a root directory holding one Delta table per weir table.
+/// The lake: a root (a local directory or an object store prefix) holding one Delta table per
+/// weir table. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Lake {
-    root: PathBuf,
+    root: Root,
+}
+
+#[derive(Debug, Clone)]
+enum Root {
+    Local(PathBuf),
+    Object(Arc<ObjectLake>),
 }
 
 /// What the lake knows of a table without reading its data.
@@ -30,7 +41,7 @@ pub struct TableInfo {
 }
 
 impl Lake {
-    /// A lake rooted at `root` (created when missing).
+    /// A lake rooted at the local directory `root` (created when missing).
     pub fn try_new(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
         std::fs::create_dir_all(&root).map_err(|source| LakeError::Io {
@@ -41,97 +52,254 @@ impl Lake {
             path: root.display().to_string(),
             source,
         })?;
-        Ok(Self { root })
+        Ok(Self {
+            root: Root::Local(root),
+        })
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// A lake at `url` (`s3://bucket/prefix`) reached with `config`. Lists the prefix once, so
+    /// that a missing bucket, a wrong endpoint or refused credentials are reported here, naming
+    /// the bucket, rather than at the first commit.
+    pub fn try_s3(url: &str, config: &S3Config) -> Result<Self> {
+        let bad = |reason: String| LakeError::BadLocation {
+            path: url.to_owned(),
+            reason,
+        };
+        let root = crate::s3::parse_lake_url(url).map_err(bad)?;
+        config
+            .validate()
+            .map_err(|(key, why)| bad(format!("[lake.s3] {key}: {why}")))?;
+        crate::s3::register_handlers();
+        let options = config.storage_options();
+        let store = crate::s3::build_store(&root, &options).map_err(|e| bad(e.to_string()))?;
+        let prefix = crate::s3::object_path(&root).map_err(bad)?;
+        let lake = Arc::new(ObjectLake::new(root, prefix, Arc::new(store), options)?);
+        lake.wait(|l| async move { l.check().await })
+            .unwrap_or_else(|| Err(io_stopped(url)))?;
+        Ok(Self {
+            root: Root::Object(lake),
+        })
+    }
+
+    /// The local directory of a lake on the local filesystem; `None` for object storage.
+    pub fn local_root(&self) -> Option<&Path> {
+        match &self.root {
+            Root::Local(p) => Some(p),
+            Root::Object(_) => None,
+        }
+    }
+
+    /// Where the lake is, for people: a directory or an `s3://bucket/prefix/` URL.
+    pub fn location(&self) -> String {
+        match &self.root {
+            Root::Local(p) => p.display().to_string(),
+            Root::Object(o) => o.url.to_string(),
+        }
+    }
+
+    /// The options delta-rs needs to open this lake's tables (empty for a local lake): pass
+    /// them with [`Lake::table_url`] to `deltalake::open_table_with_storage_options`. They may
+    /// hold credentials.
+    pub fn storage_options(&self) -> HashMap<String, String> {
+        match &self.root {
+            Root::Local(_) => HashMap::new(),
+            Root::Object(o) => o.options.clone(),
+        }
     }
 
     /// The URL delta-rs uses for table `name`.
     pub fn table_url(&self, name: &str) -> Result<Url> {
-        let dir = self.root.join(name);
-        Url::from_directory_path(&dir).map_err(|()| LakeError::BadLocation {
-            path: dir.display().to_string(),
-            reason: "not an absolute path".into(),
-        })
+        match &self.root {
+            Root::Local(root) => {
+                let dir = root.join(name);
+                Url::from_directory_path(&dir).map_err(|()| LakeError::BadLocation {
+                    path: dir.display().to_string(),
+                    reason: "not an absolute path".into(),
+                })
+            }
+            Root::Object(o) => {
+                o.url
+                    .join(&format!("{name}/"))
+                    .map_err(|e| LakeError::BadLocation {
+                        path: format!("{}{name}", o.url),
+                        reason: e.to_string(),
+                    })
+            }
+        }
     }
 
-    /// Whether a Delta table named `name` has at least one commit.
+    /// Whether a Delta table named `name` has at least one commit. On object storage this is
+    /// a request, made on the lake's own IO runtime while this thread waits; async code should
+    /// prefer [`Lake::has_table`].
     pub fn exists(&self, name: &str) -> bool {
-        self.root.join(name).join("_delta_log").is_dir()
+        match &self.root {
+            Root::Local(root) => root.join(name).join("_delta_log").is_dir(),
+            Root::Object(o) => {
+                let name = name.to_owned();
+                flatten(o.wait(|o| async move { o.exists(&name).await }), &o.url).unwrap_or_else(
+                    |e| {
+                        tracing::warn!(error = %e, "cannot tell whether a lake table exists");
+                        false
+                    },
+                )
+            }
+        }
+    }
+
+    /// [`Lake::exists`] for async callers: never blocks the calling thread.
+    pub async fn has_table(&self, name: &str) -> bool {
+        match &self.root {
+            Root::Local(_) => self.exists(name),
+            Root::Object(o) => {
+                let name = name.to_owned();
+                flatten(
+                    o.run(|o| async move { o.exists(&name).await }).await,
+                    &o.url,
+                )
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "cannot tell whether a lake table exists");
+                    false
+                })
+            }
+        }
     }
 
     /// The newest committed version of table `name` (-1 when it has none), from the names of
-    /// the commit files in its `_delta_log`: a directory listing, without loading the table's
-    /// snapshot, so it is cheap enough to poll.
+    /// the commit files in its `_delta_log`: a listing, without loading the table's snapshot,
+    /// so it is cheap enough to poll. On object storage the listing runs on the lake's own IO
+    /// runtime while this thread waits; async code should prefer
+    /// [`Lake::latest_version_async`].
     pub fn latest_version(&self, name: &str) -> i64 {
-        std::fs::read_dir(self.root.join(name).join("_delta_log"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| {
-                let n = e.file_name();
-                n.to_str()?.strip_suffix(".json")?.parse::<i64>().ok()
-            })
-            .max()
-            .unwrap_or(-1)
+        match &self.root {
+            Root::Local(root) => std::fs::read_dir(root.join(name).join("_delta_log"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| {
+                    let n = e.file_name();
+                    n.to_str()?.strip_suffix(".json")?.parse::<i64>().ok()
+                })
+                .max()
+                .unwrap_or(-1),
+            Root::Object(o) => {
+                let name = name.to_owned();
+                flatten(
+                    o.wait(|o| async move { o.latest_version(&name).await }),
+                    &o.url,
+                )
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "cannot list a lake table's commits");
+                    -1
+                })
+            }
+        }
     }
 
-    /// Names of the Delta tables present, sorted.
+    /// [`Lake::latest_version`] for async callers: never blocks the calling thread.
+    pub async fn latest_version_async(&self, name: &str) -> i64 {
+        match &self.root {
+            Root::Local(_) => self.latest_version(name),
+            Root::Object(o) => {
+                let name = name.to_owned();
+                flatten(
+                    o.run(|o| async move { o.latest_version(&name).await })
+                        .await,
+                    &o.url,
+                )
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "cannot list a lake table's commits");
+                    -1
+                })
+            }
+        }
+    }
+
+    /// Names of the Delta tables present, sorted. On object storage: a listing of the root
+    /// and one per table, run on the lake's own IO runtime while this thread waits.
     pub fn table_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(&self.root)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.path().join("_delta_log").is_dir())
-            .filter_map(|e| e.file_name().to_str().map(str::to_owned))
-            .collect();
-        names.sort();
-        names
+        match &self.root {
+            Root::Local(root) => {
+                let mut names: Vec<String> = std::fs::read_dir(root)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .filter(|e| e.path().join("_delta_log").is_dir())
+                    .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+                    .collect();
+                names.sort();
+                names
+            }
+            Root::Object(o) => flatten(o.wait(|o| async move { o.table_names().await }), &o.url)
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "cannot list the lake's tables");
+                    Vec::new()
+                }),
+        }
+    }
+
+    pub(crate) fn object(&self) -> Option<&Arc<ObjectLake>> {
+        match &self.root {
+            Root::Local(_) => None,
+            Root::Object(o) => Some(o),
+        }
+    }
+
+    /// A builder of table `name`'s handle, with the lake's storage options.
+    fn builder(&self, name: &str) -> Result<deltalake::DeltaTableBuilder> {
+        let url = self.table_url(name)?;
+        let b = deltalake::DeltaTableBuilder::from_url(url).map_err(|source| LakeError::Delta {
+            table: name.to_owned(),
+            op: "open",
+            source: Box::new(source),
+        })?;
+        Ok(match &self.root {
+            Root::Local(_) => b,
+            Root::Object(o) => b.with_storage_options(o.options.clone()),
+        })
     }
 
     /// Opens table `name` for writing, creating nothing yet: the first append creates it with
     /// the batch's schema and `partition_by` columns.
     pub async fn writer(&self, name: &str, partition_by: Vec<String>) -> Result<LakeTable> {
-        let dir = self.root.join(name);
-        std::fs::create_dir_all(&dir).map_err(|source| LakeError::Io {
-            path: dir.display().to_string(),
-            source,
-        })?;
-        let url = self.table_url(name)?;
+        if let Root::Local(root) = &self.root {
+            let dir = root.join(name);
+            std::fs::create_dir_all(&dir).map_err(|source| LakeError::Io {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
         let open_err = |source| LakeError::Delta {
             table: name.to_owned(),
             op: "open",
             source: Box::new(source),
         };
-        let table = if self.exists(name) {
-            deltalake::open_table(url).await.map_err(open_err)?
+        let builder = self.builder(name)?;
+        let table = if self.has_table(name).await {
+            builder.load().await.map_err(open_err)?
         } else {
             // A table with no commit yet: the first append creates it.
-            deltalake::DeltaTableBuilder::from_url(url)
-                .map_err(open_err)?
-                .build()
-                .map_err(open_err)?
+            builder.build().map_err(open_err)?
         };
         Ok(LakeTable {
             name: name.to_owned(),
             partition_by,
             table: Some(table),
             app_versions: HashMap::new(),
+            storage_options: self.storage_options(),
         })
     }
 
     /// Opens table `name` for reading at its latest version, or at `version`.
     pub async fn open(&self, name: &str, version: Option<i64>) -> Result<DeltaTable> {
-        if !self.exists(name) {
+        if !self.has_table(name).await {
             return Err(LakeError::NoSuchTable {
                 table: name.to_owned(),
-                root: self.root.display().to_string(),
+                root: self.location(),
             });
         }
-        let url = self.table_url(name)?;
-        let mut table = deltalake::open_table(url)
+        let mut table = self
+            .builder(name)?
+            .load()
             .await
             .map_err(|source| LakeError::Delta {
                 table: name.to_owned(),
@@ -228,6 +396,8 @@ pub struct LakeTable {
     /// `None` only while a write is in flight (delta-rs operations consume the handle).
     table: Option<DeltaTable>,
     app_versions: HashMap<String, Option<i64>>,
+    /// The lake's storage options, to open the table again after a failed write.
+    storage_options: HashMap<String, String>,
 }
 
 impl LakeTable {
@@ -421,7 +591,12 @@ impl LakeTable {
                 Ok(v)
             }
             Err(source) => {
-                self.table = DeltaTable::try_from_url(reopen_url).await.ok();
+                self.table = DeltaTable::try_from_url_with_storage_options(
+                    reopen_url,
+                    self.storage_options.clone(),
+                )
+                .await
+                .ok();
                 Err(LakeError::Delta {
                     table: self.name.clone(),
                     op,
@@ -499,4 +674,16 @@ fn version_of(table: &DeltaTable) -> i64 {
     table
         .version()
         .map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+/// The result of a task run on the lake's IO runtime, or an error when the task panicked.
+fn flatten<T>(r: Option<Result<T>>, url: &Url) -> Result<T> {
+    r.unwrap_or_else(|| Err(io_stopped(url.as_str())))
+}
+
+fn io_stopped(location: &str) -> LakeError {
+    LakeError::BadLocation {
+        path: location.to_owned(),
+        reason: "a request to the object store stopped before it answered (see the log)".into(),
+    }
 }

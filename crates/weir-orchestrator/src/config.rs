@@ -48,6 +48,9 @@ pub struct WeirConfig {
     /// Where DAG alerts go.
     #[serde(default)]
     pub alerts: crate::dag::alerts::AlertsConfig,
+    /// How to reach a lake on object storage (`[project] lake = "s3://..."`).
+    #[serde(default)]
+    pub lake: LakeConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,6 +62,11 @@ pub struct ProjectConfig {
     /// Where the log, the lake and checkpoints live, relative to weir.toml.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// Where the Delta tables live instead of `<data_dir>/lake`: `"s3://bucket/prefix"` puts
+    /// them on S3 or an S3-compatible store, reached with the settings of `[lake.s3]`. The log,
+    /// checkpoints and run history stay in `data_dir`.
+    #[serde(default)]
+    pub lake: Option<String>,
 }
 
 fn default_project_name() -> String {
@@ -73,8 +81,19 @@ impl Default for ProjectConfig {
         Self {
             name: default_project_name(),
             data_dir: default_data_dir(),
+            lake: None,
         }
     }
+}
+
+/// `[lake]`: settings of a lake outside the data directory.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LakeConfig {
+    /// `[lake.s3]`: endpoint, region and credentials of an `s3://` lake (those left out come
+    /// from the standard `AWS_*` environment variables).
+    #[serde(default)]
+    pub s3: Option<weir_lake::S3Config>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -380,6 +399,17 @@ impl Project {
         self.root.join(&self.config.project.data_dir)
     }
 
+    /// Opens the project's lake: the `s3://` URL of `[project] lake` when set (checking that
+    /// the bucket can be listed), else `<data_dir>/lake`.
+    pub fn open_lake(&self) -> Result<weir_lake::Lake> {
+        Ok(match &self.config.project.lake {
+            None => weir_lake::Lake::try_new(self.data_dir().join("lake"))?,
+            Some(url) => {
+                weir_lake::Lake::try_s3(url, &self.config.lake.s3.clone().unwrap_or_default())?
+            }
+        })
+    }
+
     fn err(&self, key: String, message: String) -> OrchestratorError {
         OrchestratorError::Config {
             file: self.path.display().to_string(),
@@ -391,6 +421,23 @@ impl Project {
     /// Cross-field rules.
     pub fn validate(&self) -> Result<()> {
         let c = &self.config;
+        match (&c.project.lake, &c.lake.s3) {
+            (Some(url), s3) => {
+                weir_lake::s3::parse_lake_url(url)
+                    .map_err(|m| self.err("project.lake".into(), m))?;
+                if let Some(s3) = s3 {
+                    s3.validate()
+                        .map_err(|(k, m)| self.err(format!("lake.s3.{k}"), m))?;
+                }
+            }
+            (None, Some(_)) => {
+                return Err(self.err(
+                    "lake.s3".into(),
+                    "[lake.s3] applies to a lake on object storage: set `lake = \"s3://bucket/prefix\"` in [project], or remove [lake.s3]".into(),
+                ));
+            }
+            (None, None) => {}
+        }
         if let Some(auth) = &c.server.auth {
             if auth.tokens.is_empty() {
                 return Err(self.err(

@@ -66,7 +66,7 @@ impl Weir {
         cfg.fsync = lc.fsync;
         let log = Arc::new(Log::open(cfg)?);
         let dlq = log.create_topic(DLQ_TOPIC, 1)?;
-        let lake = Lake::try_new(data.join("lake"))?;
+        let lake = project.open_lake()?;
         let registry_dir = data.join("registry");
         let schemas = Arc::new(SchemaRegistry::open(&registry_dir).map_err(|e| {
             OrchestratorError::Store {

@@ -110,6 +110,50 @@ fn cross_field_errors_name_the_key() {
 }
 
 #[test]
+fn lake_settings_are_checked_naming_the_key() {
+    // Loading does not contact the server.
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "[project]\nlake = \"s3://weir-lake/shop\"\n{BASE}\n[lake.s3]\nendpoint = \"http://127.0.0.1:9\"\nallow_http = true\n"
+    );
+    let p = project(dir.path(), &toml, &[("clean.sql", "SELECT * FROM events")]);
+    let project = Project::load(&p).unwrap();
+    assert_eq!(
+        project.config.project.lake.as_deref(),
+        Some("s3://weir-lake/shop")
+    );
+
+    let with =
+        |lake: &str, s3: &str| load_err(&format!("[project]\nlake = \"{lake}\"\n{BASE}{s3}"));
+    let e = with("s3:///shop", "");
+    assert!(
+        e.contains("project.lake") && e.contains("names no bucket"),
+        "{e}"
+    );
+    let e = with("/var/lake", "");
+    assert!(
+        e.contains("project.lake") && e.contains("s3://bucket/prefix"),
+        "{e}"
+    );
+    let e = with("s3://weir-lake/a//b", "");
+    assert!(e.contains("project.lake") && e.contains("empty"), "{e}");
+    let e = with(
+        "s3://weir-lake/shop",
+        "\n[lake.s3]\nendpoint = \"http://127.0.0.1:9\"\n",
+    );
+    assert!(e.contains("lake.s3.allow_http"), "{e}");
+    let e = with(
+        "s3://weir-lake/shop",
+        "\n[lake.s3]\nsecret_access_key = \"s\"\n",
+    );
+    assert!(e.contains("lake.s3.access_key_id"), "{e}");
+    let e = with("s3://weir-lake/shop", "\n[lake.s3]\nbucket = \"x\"\n");
+    assert!(e.contains("unknown field `bucket`"), "{e}");
+    let e = load_err(&format!("{BASE}\n[lake.s3]\nregion = \"eu-west-1\"\n"));
+    assert!(e.contains("lake.s3") && e.contains("[project]"), "{e}");
+}
+
+#[test]
 fn environment_variables_are_substituted() {
     let dir = tempfile::tempdir().unwrap();
     let toml = BASE.replace(

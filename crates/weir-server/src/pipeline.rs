@@ -186,7 +186,7 @@ pub async fn graph(State(st): State<AppState>) -> axum::Json<PipelineGraph> {
         });
     }
     for e in catalog::tables(project) {
-        let detail = if weir.lake().exists(&e.name) {
+        let detail = if weir.lake().has_table(&e.name).await {
             st.live.tables.detail(&e.name).await.ok()
         } else {
             None

@@ -193,7 +193,7 @@ fn lake_err(e: weir_lake::LakeError) -> ApiError {
 
 /// The Delta figures of `e` (`None` before its first commit).
 async fn detail_of(st: &AppState, e: &Entry) -> Result<Option<Arc<LakeDetail>>, ApiError> {
-    if !st.weir.lake().exists(&e.name) {
+    if !st.weir.lake().has_table(&e.name).await {
         return Ok(None);
     }
     st.live
@@ -291,7 +291,7 @@ pub async fn history(
     let Query(q) = q.map_err(query_error)?;
     let limit = parse_limit(q.limit.as_deref(), 20, 1000)?;
     catalog::find(st.weir.project(), &name).ok_or_else(|| unknown_table(&st.weir, &name))?;
-    if !st.weir.lake().exists(&name) {
+    if !st.weir.lake().has_table(&name).await {
         return Ok(axum::Json(TableHistory {
             history: Vec::new(),
         }));
@@ -327,7 +327,7 @@ async fn newest(
     table: &str,
     limit: usize,
 ) -> Result<(Vec<String>, Vec<serde_json::Map<String, serde_json::Value>>), ApiError> {
-    if !st.weir.lake().exists(table) {
+    if !st.weir.lake().has_table(table).await {
         return Ok((Vec::new(), Vec::new()));
     }
     let (schema, batches) = st

@@ -1,5 +1,6 @@
 //! Ad-hoc SQL over the lake: every Delta table under the lake root is a table of the default
-//! schema, resolved when a query names it. `"<table>@v<N>"` (a quoted name) reads version N
+//! schema, resolved when a query names it (on object storage, delta-rs registers each table's
+//! object store with the session as it plans the scan). `"<table>@v<N>"` (a quoted name) reads version N
 //! of a table (time travel). Batch tables are registered as views over their SQL.
 //! Queries read Delta snapshots, so they are safe while `weir run` writes.
 
@@ -111,7 +112,7 @@ impl SchemaProvider for LakeSchema {
         let Some((base, version)) = split_version(name) else {
             return Ok(None);
         };
-        if !self.lake.exists(base) {
+        if !self.lake.has_table(base).await {
             return Ok(None);
         }
         let table = self

@@ -6,7 +6,7 @@ use weir_sql::query::QuerySession;
 use crate::cli::Format;
 
 pub async fn run(project: &Project, sql: &str, format: Format) -> anyhow::Result<()> {
-    let lake = weir_lake::Lake::try_new(project.data_dir().join("lake"))?;
+    let lake = project.open_lake()?;
     let views = weir_orchestrator::config::batch_views(project);
     let (session, skipped) = QuerySession::try_new(lake, &views).await?;
     for s in skipped {

@@ -327,7 +327,7 @@ async fn declared_columns(project: &Project, table: &str) -> Result<Vec<(String,
             .map(|f| (f.name().clone(), f.data_type().clone()))
             .collect());
     }
-    let lake = weir_lake::Lake::try_new(project.data_dir().join("lake"))?;
+    let lake = project.open_lake()?;
     let session = crate::dag::tasks::session(project, &lake, Some(table))
         .await
         .map_err(|reason| OrchestratorError::Check { reason })?;

@@ -113,7 +113,7 @@ pub struct Orchestrator {
 impl Orchestrator {
     /// Opens the project's metadata store (`<data_dir>/meta.sqlite`).
     pub fn open(project: Project) -> Result<Arc<Self>> {
-        let lake = Lake::try_new(project.data_dir().join("lake"))?;
+        let lake = project.open_lake()?;
         let store: Arc<dyn MetaStore> =
             Arc::new(SqliteStore::open(&project.data_dir().join("meta.sqlite"))?);
         let alerter = Alerter::new(project.config.alerts.clone(), store.clone());

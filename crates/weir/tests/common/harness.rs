@@ -130,7 +130,7 @@ pub fn run_in_process(config: &Path, lines: &[String]) {
 /// Runs `sql` over the project's lake.
 pub async fn query(config: &Path, sql: &str) -> Vec<RecordBatch> {
     let project = Project::load(config).unwrap();
-    let lake = weir_lake::Lake::try_new(project.data_dir().join("lake")).unwrap();
+    let lake = project.open_lake().unwrap();
     let views = weir_orchestrator::config::batch_views(&project);
     let (s, _) = weir_sql::query::QuerySession::try_new(lake, &views)
         .await
