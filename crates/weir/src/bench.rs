@@ -51,6 +51,20 @@ pub enum Which {
         #[arg(long, default_value_t = 3)]
         repeat: usize,
     },
+    /// The postgres source in CDC mode against a real server: change events/s from a slot
+    /// holding `rows` inserts until all are in weir's log (median of the runs). The server
+    /// needs wal_level = logical.
+    Cdc {
+        /// Server URL (default: WEIR_PG_URL, else postgres://postgres@127.0.0.1:5432/postgres).
+        #[arg(long)]
+        url: Option<String>,
+        /// Inserts per run.
+        #[arg(long, default_value_t = 200_000)]
+        rows: u64,
+        /// Runs.
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+    },
     /// Serving: pipeline throughput with vs without a dashboard attached (runs alternated),
     /// then on that lake the PostgreSQL endpoint's point-query and one-day-aggregate latency
     /// and the /metrics scrape time.
@@ -91,6 +105,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             batch,
             repeat,
         } => return crate::bench_sink::run(url, rows, batch, repeat).await,
+        Which::Cdc { url, rows, repeat } => return crate::bench_cdc::run(url, rows, repeat).await,
         Which::Serve {
             events,
             queries,

@@ -3,6 +3,7 @@
 //! (queries) and `weir-server` (HTTP).
 
 mod bench;
+mod bench_cdc;
 mod bench_serve;
 mod bench_sink;
 mod cli;

@@ -4,8 +4,7 @@
 //! updates and deletes while `weir run` is killed with SIGKILL twice; an outage is retried
 //! visibly and loses nothing; a slot of another plugin and missing tables are clear errors.
 //!
-//! CDC throughput for BENCHMARKS.md (ignored by default):
-//! `WEIR_TEST_PG_URL=... cargo test --release --workspace --test postgres_source -- --ignored --nocapture cdc_throughput`
+//! CDC throughput is measured by `weir bench cdc` (BENCHMARKS.md).
 
 mod common;
 
@@ -768,58 +767,4 @@ async fn wrong_slots_and_missing_tables_are_clear_errors() {
     }
     // The missing table's slot was never created.
     assert!(!slot_exists(&c, &missing).await);
-}
-
-/// CDC change events/s: 200 000 single-row inserts in transactions of 1 000, read by a
-/// source started after they were written (the slot exists before), timed until all are
-/// in the log.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "benchmark; run with --release --ignored --nocapture"]
-async fn cdc_throughput() {
-    let Some(url) = pg_url() else { return };
-    let tmp = tempfile::tempdir().unwrap();
-    let table = unique("weir_cdcbench");
-    let c = pg(&url).await;
-    let mut cleanup = Cleanup::new(&url);
-    cleanup.slot(&table);
-    cleanup.sql(format!("DROP PUBLICATION IF EXISTS {table}"));
-    cleanup.sql(format!("DROP TABLE IF EXISTS {table}"));
-    c.batch_execute(&format!(
-        "CREATE TABLE {table} (id bigint PRIMARY KEY, name text, amount numeric(12,2), at timestamptz); \
-         CREATE PUBLICATION {table} FOR TABLE {table}; \
-         SELECT pg_create_logical_replication_slot('{table}', 'pgoutput');"
-    ))
-    .await
-    .unwrap();
-    let n: u64 = 200_000;
-    for k in 0..(n / 1000) {
-        c.batch_execute(&format!(
-            "INSERT INTO {table} SELECT i, 'name ' || i, i * 0.01, now() FROM generate_series({}, {}) i",
-            k * 1000,
-            k * 1000 + 999
-        ))
-        .await
-        .unwrap();
-    }
-    let config = project(
-        tmp.path(),
-        &format!(
-            "url = \"{url}\"\nmode = \"cdc\"\ntables = [\"{table}\"]\nslot = \"{table}\"\npublication = \"{table}\"\nevery = \"100ms\""
-        ),
-        "",
-    );
-    let t0 = Instant::now();
-    let weir = start(&config);
-    wait_for(Duration::from_secs(600), "every change", || {
-        records_in(&weir) >= n
-    })
-    .await;
-    let secs = t0.elapsed().as_secs_f64();
-    weir.stop();
-    weir.join();
-    drop(weir);
-    println!(
-        "cdc_throughput: {n} change events in {secs:.2} s = {:.0} events/s",
-        n as f64 / secs
-    );
 }

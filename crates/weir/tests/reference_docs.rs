@@ -30,6 +30,7 @@ fn cli_reference_is_up_to_date() {
         vec!["bench", "shop"],
         vec!["bench", "dag"],
         vec!["bench", "postgres"],
+        vec!["bench", "cdc"],
         vec!["bench", "serve"],
         vec!["dag"],
         vec!["dag", "list"],
