@@ -10,9 +10,19 @@ use std::time::{Duration, Instant};
 use weir_orchestrator::{Project, Weir};
 
 async fn client(url: &str) -> anyhow::Result<tokio_postgres::Client> {
-    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .map_err(pg)?;
     tokio::spawn(conn);
     Ok(c)
+}
+
+/// A server error with the server's own message (tokio-postgres displays only "db error").
+fn pg(e: tokio_postgres::Error) -> anyhow::Error {
+    match e.as_db_error() {
+        Some(d) => anyhow::anyhow!("PostgreSQL: {} ({})", d.message(), d.code().code()),
+        None => anyhow::anyhow!("PostgreSQL: {e}"),
+    }
 }
 
 /// One run: changes/s.
@@ -21,17 +31,24 @@ async fn once(c: &tokio_postgres::Client, url: &str, rows: u64, run: usize) -> a
     c.batch_execute(&format!(
         "DROP TABLE IF EXISTS {name}; DROP PUBLICATION IF EXISTS {name}; \
          CREATE TABLE {name} (id bigint PRIMARY KEY, name text, amount numeric(12,2), at timestamptz); \
-         CREATE PUBLICATION {name} FOR TABLE {name}; \
-         SELECT pg_create_logical_replication_slot('{name}', 'pgoutput');"
+         CREATE PUBLICATION {name} FOR TABLE {name};"
     ))
-    .await?;
+    .await
+    .map_err(pg)?;
+    // A slot cannot be made in a transaction that has written: a statement of its own.
+    c.batch_execute(&format!(
+        "SELECT pg_create_logical_replication_slot('{name}', 'pgoutput')"
+    ))
+    .await
+    .map_err(pg)?;
     let mut k = 0;
     while k < rows {
         let end = (k + 1000).min(rows) - 1;
         c.batch_execute(&format!(
             "INSERT INTO {name} SELECT i, 'name ' || i, i * 0.01, now() FROM generate_series({k}, {end}) i"
         ))
-        .await?;
+        .await
+        .map_err(pg)?;
         k = end + 1;
     }
     let dir = std::env::temp_dir().join(format!("weir-bench-{name}"));
@@ -84,10 +101,14 @@ every = "100ms"
     weir.stop();
     weir.join();
     drop(weir);
+    c.batch_execute(&format!("SELECT pg_drop_replication_slot('{name}')"))
+        .await
+        .map_err(pg)?;
     c.batch_execute(&format!(
-        "SELECT pg_drop_replication_slot('{name}'); DROP PUBLICATION IF EXISTS {name}; DROP TABLE IF EXISTS {name};"
+        "DROP PUBLICATION IF EXISTS {name}; DROP TABLE IF EXISTS {name};"
     ))
-    .await?;
+    .await
+    .map_err(pg)?;
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
