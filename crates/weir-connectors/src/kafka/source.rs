@@ -33,8 +33,10 @@
 //! group `group` (`weir-<source>` by default), only so that Kafka tools show the lag. Those
 //! commits are never read back.
 //!
-//! **Failures.** Brokers that cannot be reached, a topic that does not exist and failed
-//! commits show in the source's health in `/v1/status`; librdkafka reconnects by itself and
+//! **Failures.** Brokers that cannot be reached and a topic that does not exist show in the
+//! source's health in `/v1/status`; a failed group commit is only logged (once at warn, then
+//! at debug), since it affects the lag Kafka tools show and never what weir reads next.
+//! librdkafka reconnects by itself and
 //! metadata is fetched again with [`Backoff`] (200 ms doubling to 5 s), then every 10 s to
 //! pick up partitions added to a topic. Writing to the log is retried until it succeeds.
 
