@@ -654,3 +654,101 @@ async fn registry_reads_need_a_reader_token_and_changes_an_operator_token() {
     weir.stop();
     weir.join();
 }
+
+/// A `rest` source with `schema = "..."`: every polled record is checked, the failing ones go
+/// to the dead-letter queue with the path and the reason, the others to silver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_source_records_are_checked_against_their_subject() {
+    // A JSON API on loopback: one page of three users, one with an age that is not a number.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let body = json!({"results": [
+                {"id": 1, "name": "ada", "age": 36},
+                {"id": 2, "name": "bob", "age": "old"},
+                {"id": 3, "name": "cy", "age": 41},
+            ]})
+            .to_string();
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("sql")).unwrap();
+    std::fs::write(
+        dir.path().join("sql/silver_users.sql"),
+        "SELECT id, name, age FROM users\n",
+    )
+    .unwrap();
+    let config = dir.path().join("weir.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[project]
+name = "rest_schema"
+data_dir = "data"
+
+[pipeline]
+interval = "20ms"
+
+[sources.users]
+type = "rest"
+url = "http://{addr}/api"
+every = "1h"
+records = "$.results"
+schema = "users-value"
+
+[tables.silver_users]
+from = "users"
+sql = "sql/silver_users.sql"
+schema = "id bigint, name string, age bigint"
+"#
+        ),
+    )
+    .unwrap();
+    let weir = Weir::open(Project::load(&config).unwrap()).unwrap();
+    weir.schemas()
+        .register(
+            "users-value",
+            weir_connectors::schema::SchemaType::Json,
+            r#"{"type": "object", "required": ["id", "name", "age"],
+                "properties": {"id": {"type": "integer"}, "name": {"type": "string"},
+                               "age": {"type": "integer"}}}"#,
+        )
+        .unwrap();
+    weir.start(Vec::new()).unwrap();
+    let start = Instant::now();
+    while dead_letters(&weir).is_empty() || topic_values(&weir, "users").len() < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{:?}",
+            weir.status_json()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let dl = dead_letters(&weir);
+    assert_eq!(dl.len(), 1, "{dl:?}");
+    assert_eq!(dl[0].source, "users");
+    assert_eq!(dl[0].reason, "schema_mismatch");
+    assert!(
+        dl[0].detail.contains("$.age") && dl[0].detail.contains("users-value"),
+        "{}",
+        dl[0].detail
+    );
+    assert!(dl[0].raw.contains("\"old\""), "{}", dl[0].raw);
+    wait_caught_up(&weir, Duration::from_secs(60));
+    assert_eq!(
+        rows(&config, "SELECT name FROM silver_users ORDER BY id").await,
+        vec![vec!["ada".to_string()], vec!["cy".to_string()]]
+    );
+    weir.stop();
+    weir.join();
+}
