@@ -9,21 +9,7 @@ use std::time::{Duration, Instant};
 
 use weir_orchestrator::{Project, Weir};
 
-async fn client(url: &str) -> anyhow::Result<tokio_postgres::Client> {
-    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .map_err(pg)?;
-    tokio::spawn(conn);
-    Ok(c)
-}
-
-/// A server error with the server's own message (tokio-postgres displays only "db error").
-fn pg(e: tokio_postgres::Error) -> anyhow::Error {
-    match e.as_db_error() {
-        Some(d) => anyhow::anyhow!("PostgreSQL: {} ({})", d.message(), d.code().code()),
-        None => anyhow::anyhow!("PostgreSQL: {e}"),
-    }
-}
+use crate::bench_sink::{client, pg};
 
 /// One run: changes/s.
 async fn once(c: &tokio_postgres::Client, url: &str, rows: u64, run: usize) -> anyhow::Result<f64> {

@@ -68,8 +68,18 @@ fn batches(total: u64, batch: u64) -> Vec<RecordBatch> {
     out
 }
 
-async fn client(url: &str) -> anyhow::Result<tokio_postgres::Client> {
-    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+/// A server error with the server's own message (tokio-postgres displays only "db error").
+pub(crate) fn pg(e: tokio_postgres::Error) -> anyhow::Error {
+    match e.as_db_error() {
+        Some(d) => anyhow::anyhow!("PostgreSQL: {} ({})", d.message(), d.code().code()),
+        None => anyhow::anyhow!("PostgreSQL: {e}"),
+    }
+}
+
+pub(crate) async fn client(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .map_err(pg)?;
     tokio::spawn(conn);
     Ok(c)
 }

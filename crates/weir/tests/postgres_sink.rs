@@ -11,40 +11,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::harness::*;
+use common::pg::{pg, unique};
 use common::proxy::Proxy;
 use weir_orchestrator::{Project, Weir};
-
-fn pg_url() -> Option<String> {
-    match std::env::var("WEIR_TEST_PG_URL") {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ => {
-            eprintln!(
-                "SKIPPED: set WEIR_TEST_PG_URL (e.g. postgres://postgres@127.0.0.1:5432/test) to run the postgres sink tests"
-            );
-            None
-        }
-    }
-}
-
-async fn pg(url: &str) -> tokio_postgres::Client {
-    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    c
-}
-
-/// A name no other test run uses.
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos()
-    )
-}
 
 /// The shop project plus a source of account updates and two postgres sinks.
 fn project(dir: &Path, url: &str, events: &str, accounts: &str) -> PathBuf {
@@ -150,7 +119,9 @@ async fn run(config: &Path, kill: Option<(&tokio_postgres::Client, &str, i64)>) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_leaves_each_row_once_and_upserts_the_latest_values() {
-    let Some(url) = pg_url() else { return };
+    let Some(url) = common::pg::pg_url("postgres sink") else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let (events, accounts) = (unique("weir_ev"), unique("weir_acct"));
     let config = project(tmp.path(), &url, &events, &accounts);
@@ -290,7 +261,9 @@ fn drain(weir: &Weir) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn creates_the_table_and_adds_new_columns_instead_of_failing() {
-    let Some(url) = pg_url() else { return };
+    let Some(url) = common::pg::pg_url("postgres sink") else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let table = unique("weir_items");
     let dir1 = tmp.path().join("v1");
@@ -407,7 +380,9 @@ async fn creates_the_table_and_adds_new_columns_instead_of_failing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upsert_target_without_a_unique_key_is_a_clear_error() {
-    let Some(url) = pg_url() else { return };
+    let Some(url) = common::pg::pg_url("postgres sink") else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let table = unique("weir_nokey");
     let c = pg(&url).await;
@@ -446,7 +421,9 @@ async fn an_upsert_target_without_a_unique_key_is_a_clear_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_is_retried_visibly_and_loses_nothing() {
-    let Some(url) = pg_url() else { return };
+    let Some(url) = common::pg::pg_url("postgres sink") else {
+        return;
+    };
     let target: std::net::SocketAddr = {
         let u = url::Url::parse(&url).unwrap();
         format!(

@@ -16,41 +16,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::harness::*;
+use common::pg::{pg, unique};
 use common::proxy::Proxy;
 use rand::{Rng, SeedableRng};
 use weir_orchestrator::{Project, Weir};
-
-fn pg_url() -> Option<String> {
-    match std::env::var("WEIR_TEST_PG_URL") {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ => {
-            eprintln!(
-                "SKIPPED: set WEIR_TEST_PG_URL (e.g. postgres://postgres@127.0.0.1:5432/test) to run the postgres source tests"
-            );
-            None
-        }
-    }
-}
-
-async fn pg(url: &str) -> tokio_postgres::Client {
-    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    c
-}
-
-/// A name no other test run uses (also a valid slot name).
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos()
-    )
-}
 
 /// Drops what a test created on the server (slots keep WAL) even when the test fails.
 struct Cleanup {
@@ -192,7 +161,9 @@ const POLL_SILVER: &str = "SELECT id, name, amount, updated_at FROM src|id bigin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn polling_reads_each_row_once_across_restarts() {
-    let Some(url) = pg_url() else { return };
+    let Some(url) = common::pg::pg_url("postgres source") else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let table = unique("weir_poll");
     let c = pg(&url).await;
@@ -296,7 +267,9 @@ async fn polling_reads_each_row_once_across_restarts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn polling_a_query_without_a_key_keeps_cursor_ties_together() {
-    let Some(url) = pg_url() else { return };
+    let Some(url) = common::pg::pg_url("postgres source") else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let table = unique("weir_pollq");
     let c = pg(&url).await;
@@ -500,7 +473,9 @@ async fn write_changes(url: &str, table: &str, ops: u64, done: Arc<AtomicU64>) -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cdc_silver_copy_equals_the_table_through_two_kill_9s() {
-    let Some(url) = pg_url() else { return };
+    let Some(url) = common::pg::pg_url("postgres source") else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let table = unique("weir_cdc");
     let c = pg(&url).await;
@@ -601,7 +576,9 @@ async fn cdc_silver_copy_equals_the_table_through_two_kill_9s() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cdc_outage_is_retried_visibly_and_loses_nothing() {
-    let Some(url) = pg_url() else { return };
+    let Some(url) = common::pg::pg_url("postgres source") else {
+        return;
+    };
     let target: std::net::SocketAddr = {
         let u = url::Url::parse(&url).unwrap();
         format!(
@@ -701,7 +678,9 @@ async fn drained_after_restart(config: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_slots_and_missing_tables_are_clear_errors() {
-    let Some(url) = pg_url() else { return };
+    let Some(url) = common::pg::pg_url("postgres source") else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let (table, slot, missing) = (unique("weir_errs"), unique("weir_td"), unique("weir_nope"));
     let c = pg(&url).await;

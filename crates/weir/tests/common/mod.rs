@@ -1,3 +1,4 @@
 pub mod harness;
 pub mod oracle;
+pub mod pg;
 pub mod proxy;
