@@ -353,6 +353,19 @@ pub struct Project {
     pub sql: BTreeMap<String, String>,
 }
 
+/// A config error message, with how to get Kafka support when the config asks for a `kafka`
+/// source or sink in a weir built without it (the only way that variant is unknown).
+fn without_kafka_hint(message: &str) -> String {
+    if message.starts_with("unknown variant `kafka`") {
+        format!(
+            "{}; this weir was built without Kafka support: build it with `cargo build --release --features weir/kafka` (docs/connectors.md)",
+            message.trim_end()
+        )
+    } else {
+        message.to_owned()
+    }
+}
+
 impl Project {
     /// Reads and validates `path` (and the SQL files it names).
     pub fn load(path: &Path) -> Result<Project> {
@@ -367,7 +380,7 @@ impl Project {
                 .span()
                 .map(|s| format!("line {}", line_of(&text, s.start)))
                 .unwrap_or_default(),
-            message: e.message().to_owned(),
+            message: without_kafka_hint(e.message()),
         })?;
         let root = path
             .parent()
@@ -948,5 +961,31 @@ mod substitution_tests {
         assert!(e.contains("NOPE") && e.contains("line 2"), "{e}");
         let e = sub("a = \"${OPEN\"\n").unwrap_err().to_string();
         assert!(e.contains("closing"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod kafka_hint_tests {
+    use super::*;
+
+    #[test]
+    fn a_kafka_source_in_a_build_without_kafka_says_how_to_get_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("weir.toml");
+        std::fs::write(
+            &path,
+            "[sources.orders]\ntype = \"kafka\"\nbrokers = \"127.0.0.1:9092\"\ntopic = \"orders\"\n",
+        )
+        .unwrap();
+        // Built with Kafka (`--features weir/kafka`), this project is fine.
+        if let Err(e) = Project::load(&path) {
+            let e = e.to_string();
+            assert!(
+                e.contains("unknown variant `kafka`")
+                    && e.contains("built without Kafka support")
+                    && e.contains("--features weir/kafka"),
+                "{e}"
+            );
+        }
     }
 }

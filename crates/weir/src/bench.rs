@@ -65,6 +65,24 @@ pub enum Which {
         #[arg(long, default_value_t = 3)]
         repeat: usize,
     },
+    /// Kafka → log → silver → Delta against a real broker: events/s from a topic holding
+    /// `events` messages until all are committed to Delta, beside a bare librdkafka consumer
+    /// reading the same topic (median of the runs, and their ratio). Needs a weir built with
+    /// `--features weir/kafka`.
+    Kafka {
+        /// Bootstrap brokers (default: WEIR_KAFKA_BROKERS, else 127.0.0.1:9092).
+        #[arg(long)]
+        brokers: Option<String>,
+        /// Messages per run.
+        #[arg(long, default_value_t = 500_000)]
+        events: u64,
+        /// Partitions of each run's topic (and of the source's log topic).
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+        /// Runs.
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+    },
     /// Serving: pipeline throughput with vs without a dashboard attached (runs alternated),
     /// then on that lake the PostgreSQL endpoint's point-query and one-day-aggregate latency
     /// and the /metrics scrape time.
@@ -106,6 +124,17 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             repeat,
         } => return crate::bench_sink::run(url, rows, batch, repeat).await,
         Which::Cdc { url, rows, repeat } => return crate::bench_cdc::run(url, rows, repeat).await,
+        #[cfg(feature = "kafka")]
+        Which::Kafka {
+            brokers,
+            events,
+            partitions,
+            repeat,
+        } => return crate::bench_kafka::run(brokers, events, partitions, repeat).await,
+        #[cfg(not(feature = "kafka"))]
+        Which::Kafka { .. } => anyhow::bail!(
+            "this weir was built without Kafka support: build it with `cargo build --release --features weir/kafka`"
+        ),
         Which::Serve {
             events,
             queries,

@@ -4,6 +4,8 @@
 
 mod bench;
 mod bench_cdc;
+#[cfg(feature = "kafka")]
+mod bench_kafka;
 mod bench_serve;
 mod bench_sink;
 mod cli;

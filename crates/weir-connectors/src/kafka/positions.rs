@@ -135,10 +135,11 @@ impl Positions {
             .map(|o| o.saturating_add(1))
     }
 
-    /// Notes that the message at `offset` was stored (or dead-lettered).
+    /// Notes that the message at `offset` was stored (or dead-lettered). Positions only move
+    /// forward: a batch's dead letters are noted before its records, which can be older.
     pub fn taken(&mut self, topic: &str, partition: i32, offset: i64) {
         match self.last.get_mut(&(topic.to_owned(), partition)) {
-            Some(o) => *o = offset,
+            Some(o) => *o = (*o).max(offset),
             None => {
                 self.last.insert((topic.to_owned(), partition), offset);
             }
@@ -280,8 +281,11 @@ mod tests {
         assert_eq!(pos.next("o", 5), None);
         assert_eq!(pos.next("other", 0), None);
 
-        // A dead-lettered message moves the position only through the summary.
+        // A dead-lettered message moves the position only through the summary, and records
+        // older than it, noted after it (one batch), do not move it back.
         pos.taken("o", 0, 10);
+        pos.taken("o", 0, 9);
+        assert_eq!(pos.next("o", 0), Some(11));
         pos.save(&t, true).unwrap();
         append(&t, "o", 1, 11..20);
         let pos = Positions::recover("s", &t, &state).unwrap();
