@@ -192,6 +192,11 @@ impl Appender {
         &self.topic
     }
 
+    /// The dead-letter topic (one partition, shared by every source).
+    pub fn dead_letter_topic(&self) -> &Arc<Topic> {
+        &self.dlq
+    }
+
     /// Validates every record against the source's schema from now on (see
     /// [`Appender::append`]).
     #[must_use]

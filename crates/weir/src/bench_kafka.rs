@@ -97,7 +97,6 @@ fn bare_consumer(brokers: &str, topic: &str, partitions: i32, events: u64) -> an
     while n < events {
         match c.poll(Duration::from_secs(1)) {
             Some(Ok(m)) => {
-                use rdkafka::message::Message;
                 bytes += m.payload_len();
                 n += 1;
             }

@@ -318,17 +318,32 @@ async fn kafka_to_delta_is_exactly_once_across_kill_9() {
             // More messages arrive while weir is down.
             produce(&brokers, &topic, &orders("o", first..total)).await;
         }
+        // Each run is killed once silver has grown by about 4 000 rows (startup time varies
+        // too much on a loaded machine for fixed delays), a random moment later, so kills land
+        // in reads, appends and commits alike.
+        let produced = if kill < 3 { first } else { total };
+        let before = silver_rows(&config).await;
         let mut child = weir_run(&config);
-        let delay = Duration::from_millis(rng.gen_range(600..2500));
-        std::thread::sleep(delay);
-        if child.try_wait().unwrap().is_some() {
-            panic!("weir run exited by itself");
+        let started = Instant::now();
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                panic!("weir run exited by itself");
+            }
+            let n = silver_rows(&config).await;
+            if n >= (before + 4000).min(i64::from(produced))
+                || started.elapsed() > Duration::from_secs(60)
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let delay = rng.gen_range(0..400);
+        tokio::time::sleep(Duration::from_millis(delay)).await;
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
-        progress.push((delay.as_millis(), silver_rows(&config).await));
+        progress.push((started.elapsed().as_millis(), silver_rows(&config).await));
     }
-    eprintln!("after each kill (delay ms, silver rows): {progress:?}");
+    eprintln!("after each kill (ms after start, silver rows): {progress:?}");
     assert!(
         progress
             .iter()

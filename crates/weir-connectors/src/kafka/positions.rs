@@ -18,6 +18,11 @@
 //! missing or unreadable one means reading the whole partition, and one that claims more than
 //! the log holds (a log deleted and started again) is ignored. So the position is always the
 //! log's.
+//!
+//! A dead-lettered message has no record in the source's topic; its position is in its
+//! dead letter's `offset` (`<topic>/<partition>@<offset>`). The summary also remembers how
+//! far the dead-letter topic was read (`dlq_scanned`), and the dead letters past it are read
+//! on start too, so a crash right after a dead letter does not write it again.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -61,6 +66,9 @@ struct Summary {
     scanned: Vec<u64>,
     /// `<topic>/<partition>` → last Kafka offset taken (stored or dead-lettered).
     last: BTreeMap<String, i64>,
+    /// Dead-letter topic entries below this offset are accounted for in `last`.
+    #[serde(default)]
+    dlq_scanned: u64,
 }
 
 /// The source's Kafka positions, kept up to date as it stores messages.
@@ -74,14 +82,21 @@ pub struct Positions {
 }
 
 impl Positions {
-    /// Reads the summary (when usable) and the records past it.
-    pub fn recover(source: &str, topic: &Topic, state_dir: &Path) -> Result<Positions> {
+    /// Reads the summary (when usable) and the records and dead letters past it.
+    pub fn recover(
+        source: &str,
+        topic: &Topic,
+        dlq: &Topic,
+        state_dir: &Path,
+    ) -> Result<Positions> {
         let path = state_dir.join(SUMMARY_FILE);
         let parts = topic.partitions();
+        let dlq_end = dlq.partition(0).map_or(0, |p| p.end_offset());
         let summary = match load(&path) {
             Some(s)
                 if s.weir_partitions == topic.partition_count()
                     && s.scanned.len() == parts.len()
+                    && s.dlq_scanned <= dlq_end
                     && parts
                         .iter()
                         .zip(&s.scanned)
@@ -112,6 +127,14 @@ impl Positions {
             let from = summary.scanned.get(i).copied().unwrap_or(0);
             read += scan(source, part, from, part.end_offset(), |t, p, o| {
                 last.insert((t.to_owned(), p), o);
+            })?;
+        }
+        // Dead letters written after the summary (a crash within a second of one): their
+        // positions are in their `offset`, `<topic>/<partition>@<offset>`.
+        if let Some(part) = dlq.partition(0) {
+            read += scan_dead_letters(source, part, summary.dlq_scanned, dlq_end, |t, p, o| {
+                let l = last.entry((t.to_owned(), p)).or_insert(o);
+                *l = (*l).max(o);
             })?;
         }
         tracing::info!(
@@ -157,13 +180,14 @@ impl Positions {
     /// record appended so far has been passed to [`Positions::taken`]: the summary claims
     /// the whole log up to its current end. Written to a temporary file and renamed, not
     /// fsynced: a summary lost in a power cut only means a longer read at the next start.
-    pub fn save(&mut self, topic: &Topic, now: bool) -> Result<()> {
+    pub fn save(&mut self, topic: &Topic, dlq: &Topic, now: bool) -> Result<()> {
         if !now && self.saved_at.is_some_and(|t| t.elapsed() < SAVE_EVERY) {
             return Ok(());
         }
         let s = Summary {
             weir_partitions: topic.partition_count(),
             scanned: topic.partitions().iter().map(|p| p.end_offset()).collect(),
+            dlq_scanned: dlq.partition(0).map_or(0, |p| p.end_offset()),
             last: self
                 .last
                 .iter()
@@ -235,6 +259,54 @@ pub fn scan(
     Ok(read)
 }
 
+/// Calls `found(topic, partition, offset)` for every dead letter of `source` in `[from, to)`
+/// of the dead-letter partition that names a Kafka position; returns the entries read.
+fn scan_dead_letters(
+    source: &str,
+    part: &Partition,
+    from: u64,
+    to: u64,
+    mut found: impl FnMut(&str, i32, i64),
+) -> Result<u64> {
+    let mut at = from.max(part.start_offset());
+    let mut read = 0u64;
+    while at < to {
+        let recs =
+            part.read(at, SCAN_RECORDS, SCAN_BYTES)
+                .map_err(|error| ConnectorError::Log {
+                    source_name: source.to_owned(),
+                    error,
+                })?;
+        if recs.is_empty() {
+            break;
+        }
+        for r in &recs {
+            if r.offset >= to {
+                return Ok(read);
+            }
+            read += 1;
+            let Ok(d) = crate::dlq::DeadLetter::decode(&r.value) else {
+                continue;
+            };
+            if d.source != source {
+                continue;
+            }
+            if let Some((t, p, o)) = d.offset.as_deref().and_then(parse_position) {
+                found(t, p, o);
+            }
+        }
+        at = recs.last().map_or(to, |r| r.offset + 1);
+    }
+    Ok(read)
+}
+
+/// `<topic>/<partition>@<offset>` (the dead-letter offset of a Kafka message).
+fn parse_position(s: &str) -> Option<(&str, i32, i64)> {
+    let (tp, o) = s.rsplit_once('@')?;
+    let (t, p) = tp.rsplit_once('/')?;
+    Some((t, p.parse().ok()?, o.parse().ok()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,6 +332,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = Log::open(LogConfig::new(dir.path().join("log"))).unwrap();
         let t = log.create_topic("orders", 2).unwrap();
+        let dlq = log.create_topic("_dlq", 1).unwrap();
         let state = dir.path().join("state");
         // Five Kafka partitions on two weir partitions: some share one.
         for kp in 0..5 {
@@ -270,7 +343,7 @@ mod tests {
             .unwrap()
             .append(&[Record::new(b"{\"x\":1}", 1)])
             .unwrap();
-        let mut pos = Positions::recover("s", &t, &state).unwrap();
+        let mut pos = Positions::recover("s", &t, &dlq, &state).unwrap();
         for kp in 0..5 {
             assert_eq!(
                 pos.next("o", kp),
@@ -286,9 +359,9 @@ mod tests {
         pos.taken("o", 0, 10);
         pos.taken("o", 0, 9);
         assert_eq!(pos.next("o", 0), Some(11));
-        pos.save(&t, true).unwrap();
+        pos.save(&t, &dlq, true).unwrap();
         append(&t, "o", 1, 11..20);
-        let pos = Positions::recover("s", &t, &state).unwrap();
+        let pos = Positions::recover("s", &t, &dlq, &state).unwrap();
         assert_eq!(pos.next("o", 0), Some(11));
         assert_eq!(
             pos.next("o", 1),
@@ -297,18 +370,43 @@ mod tests {
         );
         assert_eq!(pos.next("o", 4), Some(14));
 
+        // A dead letter written after the last summary (a crash soon after it) counts too;
+        // other sources' dead letters and ones without a Kafka position do not.
+        let dead = |source: &str, at: Option<&str>| {
+            let v = crate::dlq::encode_at(
+                source,
+                crate::dlq::RejectReason::NotUtf8,
+                "not UTF-8".into(),
+                b"\xff",
+                at,
+            );
+            dlq.partition(0)
+                .unwrap()
+                .append(&[Record::new(&v, 1)])
+                .unwrap();
+        };
+        dead("s", Some("o/3@13"));
+        dead("other", Some("o/4@99"));
+        dead("s", Some("not a position"));
+        dead("s", None);
+        let pos = Positions::recover("s", &t, &dlq, &state).unwrap();
+        assert_eq!(pos.next("o", 3), Some(14));
+        assert_eq!(pos.next("o", 4), Some(14));
+        assert_eq!(pos.next("o", 0), Some(11), "from the summary");
+
         // A summary claiming more than the log holds is ignored.
         let fresh = tempfile::tempdir().unwrap();
         let log2 = Log::open(LogConfig::new(fresh.path().join("log"))).unwrap();
         let t2 = log2.create_topic("orders", 2).unwrap();
+        let dlq2 = log2.create_topic("_dlq", 1).unwrap();
         append(&t2, "o", 0, 0..3);
-        let pos = Positions::recover("s", &t2, &state).unwrap();
+        let pos = Positions::recover("s", &t2, &dlq2, &state).unwrap();
         assert_eq!(pos.next("o", 0), Some(3));
         assert_eq!(pos.next("o", 1), None);
 
         // So is an unreadable one.
         std::fs::write(state.join(SUMMARY_FILE), b"{oops").unwrap();
-        let pos = Positions::recover("s", &t, &state).unwrap();
+        let pos = Positions::recover("s", &t, &dlq, &state).unwrap();
         assert_eq!(
             pos.next("o", 0),
             Some(10),

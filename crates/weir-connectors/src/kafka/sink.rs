@@ -410,7 +410,7 @@ mod tests {
             ],
         )
         .unwrap();
-        let m = s.messages(&[b.clone()]).unwrap();
+        let m = s.messages(std::slice::from_ref(&b)).unwrap();
         assert_eq!(m.len(), 2);
         assert_eq!(m[0].0.as_deref(), Some("a"));
         assert_eq!(m[0].1, br#"{"id":"a","n":1}"#);

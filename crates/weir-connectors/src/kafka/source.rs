@@ -270,6 +270,9 @@ impl ConsumerContext for Context {
     }
 }
 
+/// A message's Kafka topic, partition and offset.
+type KafkaPosition = (String, i32, i64);
+
 /// One message, ready to be stored.
 enum Taken {
     Record {
@@ -290,7 +293,12 @@ enum Taken {
 impl PullSource for KafkaSource {
     fn run(&mut self, ctx: &SourceContext) -> Result<()> {
         let appender = ctx.appender();
-        let mut positions = Positions::recover(&self.name, appender.topic(), &ctx.state_dir)?;
+        let mut positions = Positions::recover(
+            &self.name,
+            appender.topic(),
+            appender.dead_letter_topic(),
+            &ctx.state_dir,
+        )?;
         let context = Context {
             name: self.name.clone(),
             health: ctx.health.clone(),
@@ -342,9 +350,9 @@ impl PullSource for KafkaSource {
             }
             ctx.health.ok();
             self.commit(&consumer, &positions);
-            positions.save(appender.topic(), false)?;
+            positions.save(appender.topic(), appender.dead_letter_topic(), false)?;
         }
-        positions.save(appender.topic(), true)?;
+        positions.save(appender.topic(), appender.dead_letter_topic(), true)?;
         tracing::info!(source = %self.name, "kafka source stopped");
         Ok(())
     }
@@ -501,7 +509,8 @@ impl KafkaSource {
         backoff: &mut Backoff,
     ) -> Result<bool> {
         let topic = appender.topic().clone();
-        let mut groups: BTreeMap<u32, (Vec<(String, i32, i64)>, Vec<OutRecord>)> = BTreeMap::new();
+        // Per weir partition: the Kafka positions of its records, and the records.
+        let mut groups: BTreeMap<u32, (Vec<KafkaPosition>, Vec<OutRecord>)> = BTreeMap::new();
         for t in batch {
             match t {
                 Taken::Dead {
