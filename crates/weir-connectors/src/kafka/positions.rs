@@ -233,30 +233,11 @@ pub fn scan(
     to: u64,
     mut found: impl FnMut(&str, i32, i64),
 ) -> Result<u64> {
-    let mut at = from.max(part.start_offset());
-    let mut read = 0u64;
-    while at < to {
-        let recs =
-            part.read(at, SCAN_RECORDS, SCAN_BYTES)
-                .map_err(|error| ConnectorError::Log {
-                    source_name: source.to_owned(),
-                    error,
-                })?;
-        if recs.is_empty() {
-            break;
+    read_values(source, part, from, to, |value| {
+        if let Ok(c) = serde_json::from_slice::<Carried<'_>>(value) {
+            found(&c.topic, c.partition, c.offset);
         }
-        for r in &recs {
-            if r.offset >= to {
-                return Ok(read);
-            }
-            read += 1;
-            if let Ok(c) = serde_json::from_slice::<Carried<'_>>(&r.value) {
-                found(&c.topic, c.partition, c.offset);
-            }
-        }
-        at = recs.last().map_or(to, |r| r.offset + 1);
-    }
-    Ok(read)
+    })
 }
 
 /// Calls `found(topic, partition, offset)` for every dead letter of `source` in `[from, to)`
@@ -267,6 +248,25 @@ fn scan_dead_letters(
     from: u64,
     to: u64,
     mut found: impl FnMut(&str, i32, i64),
+) -> Result<u64> {
+    read_values(source, part, from, to, |value| {
+        if let Ok(d) = crate::dlq::DeadLetter::decode(value)
+            && d.source == source
+            && let Some((t, p, o)) = d.offset.as_deref().and_then(parse_position)
+        {
+            found(t, p, o);
+        }
+    })
+}
+
+/// Calls `each(value)` for every record of `part` in `[from, to)` (from its start when `from`
+/// is below it), in log order; returns the number of records read.
+fn read_values(
+    source: &str,
+    part: &Partition,
+    from: u64,
+    to: u64,
+    mut each: impl FnMut(&[u8]),
 ) -> Result<u64> {
     let mut at = from.max(part.start_offset());
     let mut read = 0u64;
@@ -285,15 +285,7 @@ fn scan_dead_letters(
                 return Ok(read);
             }
             read += 1;
-            let Ok(d) = crate::dlq::DeadLetter::decode(&r.value) else {
-                continue;
-            };
-            if d.source != source {
-                continue;
-            }
-            if let Some((t, p, o)) = d.offset.as_deref().and_then(parse_position) {
-                found(t, p, o);
-            }
+            each(&r.value);
         }
         at = recs.last().map_or(to, |r| r.offset + 1);
     }
